@@ -1,0 +1,62 @@
+/* Event counters of mxcached, reported by the Stats request (and later by /metrics).
+ *
+ * Each thread owns one struct counters and is its only writer, so an increment is a relaxed
+ * load and store, with no locked instruction and no cache line shared between workers; readers
+ * in other threads sum the sets with counters_sum. */
+#ifndef MXCACHED_COUNTERS_H
+#define MXCACHED_COUNTERS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define COUNTERS(X)                                                           \
+    X(CTR_REQ_CHECK, "requests_check")                                        \
+    X(CTR_REQ_GET, "requests_get")                                            \
+    X(CTR_REQ_LIST, "requests_list")                                          \
+    X(CTR_REQ_DELETE, "requests_delete")                                      \
+    X(CTR_REQ_FLUSH, "requests_flush")                                        \
+    X(CTR_REQ_STATS, "requests_stats")                                        \
+    X(CTR_REQ_WHITELIST_ADD, "requests_whitelist_add")                        \
+    X(CTR_REQ_WHITELIST_REMOVE, "requests_whitelist_remove")                  \
+    X(CTR_REQ_WHITELIST_LIST, "requests_whitelist_list")                      \
+    X(CTR_REQ_COMPACT, "requests_compact")                                    \
+    X(CTR_ERR_MALFORMED, "requests_malformed")                                \
+    X(CTR_ERR_TOO_LARGE, "requests_too_large")                                \
+    X(CTR_ERR_VERSION, "requests_bad_version")                                \
+    X(CTR_ERR_INVALID, "requests_invalid_argument")                           \
+    X(CTR_ERR_STORE, "store_errors")                                          \
+    X(CTR_BAD_FRAMES, "messages_bad_framing")                                 \
+    X(CTR_REPLIES_DROPPED, "replies_dropped")                                 \
+    X(CTR_DECISION_DUNNO, "decisions_dunno")                                  \
+    X(CTR_DECISION_DEFER, "decisions_defer")                                  \
+    X(CTR_DECISION_REJECT, "decisions_reject")                                \
+    X(CTR_RULE_WHITELIST, "decisions_rule_whitelist")                         \
+    X(CTR_RULE_DEFAULT, "decisions_rule_default")                             \
+    X(CTR_ROUNDS, "worker_rounds")                                            \
+    X(CTR_COMMITS, "store_commits")                                           \
+    X(CTR_COMMIT_WRITES, "store_commit_writes")                               \
+    X(CTR_COMMIT_USEC, "store_commit_microseconds")
+
+#define COUNTER_ENUM(id, name) id,
+enum counter_id { COUNTERS(COUNTER_ENUM) CTR_COUNT };
+#undef COUNTER_ENUM
+
+struct counters {
+    _Atomic uint64_t v[CTR_COUNT];
+};
+
+/* ctr_add - adds n to counter id; only the owning thread calls it. */
+static inline void ctr_add(struct counters *c, enum counter_id id, uint64_t n)
+{
+    atomic_store_explicit(&c->v[id], atomic_load_explicit(&c->v[id], memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+/* counters_name - the counter's name as the Stats request reports it. */
+const char *counters_name(enum counter_id id);
+
+/* counters_sum - adds the n sets in sets[] into out[CTR_COUNT] (zeroed first). Any thread. */
+void counters_sum(struct counters *const *sets, size_t n, uint64_t out[CTR_COUNT]);
+
+#endif

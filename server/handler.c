@@ -1,0 +1,672 @@
+/* Request handling of one mxcached worker (see handler.h).
+ *
+ * Security: every request is hostile until decoded and checked: its size is bounded before it is
+ * unpacked, enums are range-checked by wire_request_unpack, and every string field has a length
+ * limit below. Replies to bad requests carry the request id when it can be read, so that the
+ * client gets the error instead of waiting for its timeout. */
+#include "handler.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "log.h"
+#include "mxc_err.h"
+#include "record.h"
+#include "wire.h"
+
+/* Limits on the fields of a Check question: Postfix never sends longer values (RFC 5321 paths
+ * are 256 bytes, host names 255), so anything longer is an error, not something to truncate. */
+#define CHECK_MAX_ADDRESS 64   /* client_address: an IPv6 text form is at most 45 */
+#define CHECK_MAX_NAME 255     /* client_name, helo_name, mx_name */
+#define CHECK_MAX_PATH 256     /* sender, recipient */
+#define CHECK_MAX_TOKEN 64     /* protocol_state, queue_id */
+#define ADMIN_MAX_KEY 1024     /* keys, prefixes, cursors of admin requests */
+#define FLUSH_SCAN_FACTOR 10   /* a flush examines at most this many keys per one it may delete */
+
+struct wl_touch {
+    char key[WL_KEY_MAX];
+    size_t len;
+};
+
+struct handler {
+    const struct handler_env *env;
+    struct counters *ctr;
+    store_batch *batch;
+    const struct config *cfg;
+    uint64_t now_ms;
+    /* whitelist keys written in this round, mirrored into memory after the commit */
+    struct wl_touch *touched;
+    size_t ntouched, touchedcap;
+};
+
+struct handler *handler_create(const struct handler_env *env, struct counters *ctr)
+{
+    struct handler *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    h->env = env;
+    h->ctr = ctr;
+    h->batch = store_batch_create(env->st);
+    if (!h->batch) {
+        free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void handler_destroy(struct handler *h)
+{
+    if (!h)
+        return;
+    store_batch_destroy(h->batch);
+    free(h->touched);
+    free(h);
+}
+
+void handler_begin(struct handler *h, const struct config *cfg)
+{
+    h->cfg = cfg;
+    h->now_ms = store_now_ms(h->env->st);
+    h->ntouched = 0;
+}
+
+/* ---- reply building ---- */
+
+static int pack_reply(Mxcache__Reply *rep, uint64_t id, struct handler_reply *out)
+{
+    rep->version = WIRE_VERSION;
+    rep->id = id;
+    out->id = id;
+    return wire_reply_pack(rep, &out->buf, &out->len);
+}
+
+static int error_reply(struct handler *h, uint64_t id, Mxcache__ErrorCode code, const char *msg,
+                       struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__Error e = MXCACHE__ERROR__INIT;
+    static const enum counter_id ctr_of[] = {
+        [MXCACHE__ERROR_CODE__ERROR_MALFORMED] = CTR_ERR_MALFORMED,
+        [MXCACHE__ERROR_CODE__ERROR_TOO_LARGE] = CTR_ERR_TOO_LARGE,
+        [MXCACHE__ERROR_CODE__ERROR_VERSION] = CTR_ERR_VERSION,
+        [MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT] = CTR_ERR_INVALID,
+        [MXCACHE__ERROR_CODE__ERROR_STORE] = CTR_ERR_STORE,
+    };
+
+    if ((size_t)code < sizeof ctr_of / sizeof ctr_of[0] && ctr_of[code])
+        ctr_add(h->ctr, ctr_of[code], 1);
+    e.code = code;
+    e.message = (char *)msg;
+    rep.body_case = MXCACHE__REPLY__BODY_ERROR;
+    rep.error = &e;
+    return pack_reply(&rep, id, out);
+}
+
+/* ---- Check ---- */
+
+static bool field_ok(const char *s, size_t max)
+{
+    return s && strnlen(s, max + 1) <= max;
+}
+
+/* no_controls - true when s has no control characters. Security: stored text ends up in admin
+ * output and logs; a CR, LF or escape sequence there could forge lines or drive a terminal. */
+static bool no_controls(const char *s)
+{
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            return false;
+    return true;
+}
+
+static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest *q,
+                    struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__CheckReply cr = MXCACHE__CHECK_REPLY__INIT;
+    const struct config *cfg = h->cfg;
+    char matched[WL_KEY_MAX];
+
+    if (!field_ok(q->client_address, CHECK_MAX_ADDRESS) || !field_ok(q->client_name, CHECK_MAX_NAME) ||
+        !field_ok(q->helo_name, CHECK_MAX_NAME) || !field_ok(q->mx_name, CHECK_MAX_NAME) ||
+        !field_ok(q->sender, CHECK_MAX_PATH) || !field_ok(q->recipient, CHECK_MAX_PATH) ||
+        !field_ok(q->protocol_state, CHECK_MAX_TOKEN) || !field_ok(q->queue_id, CHECK_MAX_TOKEN))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "check: a field exceeds its length limit", out);
+
+    if (wl_match(h->env->wl, q, h->now_ms, matched, sizeof matched)) {
+        cr.action = MXCACHE__ACTION__ACTION_DUNNO;
+        cr.rule = "whitelist";
+        cr.text = matched;
+        ctr_add(h->ctr, CTR_RULE_WHITELIST, 1);
+    } else {
+        static const Mxcache__Action actions[] = {
+            [DEFAULT_ACTION_DUNNO] = MXCACHE__ACTION__ACTION_DUNNO,
+            [DEFAULT_ACTION_DEFER] = MXCACHE__ACTION__ACTION_DEFER,
+            [DEFAULT_ACTION_REJECT] = MXCACHE__ACTION__ACTION_REJECT,
+        };
+        cr.action = actions[cfg->default_action];
+        if (cr.action != MXCACHE__ACTION__ACTION_DUNNO) {
+            cr.smtp_code = (uint32_t)cfg->default_code;
+            cr.enhanced_status = cfg->default_status;
+            cr.text = cfg->default_text;
+        }
+        cr.rule = "default";
+        ctr_add(h->ctr, CTR_RULE_DEFAULT, 1);
+    }
+    ctr_add(h->ctr, cr.action == MXCACHE__ACTION__ACTION_DUNNO   ? CTR_DECISION_DUNNO
+                    : cr.action == MXCACHE__ACTION__ACTION_DEFER ? CTR_DECISION_DEFER
+                                                                 : CTR_DECISION_REJECT, 1);
+    rep.body_case = MXCACHE__REPLY__BODY_CHECK;
+    rep.check = &cr;
+    return pack_reply(&rep, id, out);
+}
+
+/* ---- admin ---- */
+
+static bool keyspace_ok(Mxcache__Keyspace ks)
+{
+    return ks >= MXCACHE__KEYSPACE__KEYSPACE_VERIFY && ks <= MXCACHE__KEYSPACE__KEYSPACE_WHITELIST;
+}
+
+static int reply_store_error(struct handler *h, uint64_t id, const char *what, const char *err,
+                       struct handler_reply *out)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: store error: %s", what, err);
+    log_msg(LOG_ERR, "STORE", "op=%s error=\"%s\"", what, err);
+    return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_STORE, msg, out);
+}
+
+static int touch_whitelist(struct handler *h, const char *key, size_t len)
+{
+    if (len >= WL_KEY_MAX)
+        return MXC_OK; /* never a key wl_key made; nothing in memory to mirror */
+    if (h->ntouched == h->touchedcap) {
+        size_t cap = h->touchedcap ? h->touchedcap * 2 : 16;
+        struct wl_touch *t = realloc(h->touched, cap * sizeof *t);
+        if (!t)
+            return MXC_ENOMEM;
+        h->touched = t;
+        h->touchedcap = cap;
+    }
+    memcpy(h->touched[h->ntouched].key, key, len);
+    h->touched[h->ntouched++].len = len;
+    return MXC_OK;
+}
+
+static int do_get(struct handler *h, uint64_t id, const Mxcache__GetRequest *q,
+                  struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__GetReply gr = MXCACHE__GET_REPLY__INIT;
+    char *val = NULL, err[256];
+    size_t vallen;
+    int rc;
+
+    if (!keyspace_ok(q->keyspace) || !field_ok(q->key, ADMIN_MAX_KEY) || !*q->key)
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "get: needs a keyspace and a key", out);
+    rc = store_batch_get(h->batch, q->keyspace, q->key, strlen(q->key), &val, &vallen, err, sizeof err);
+    if (rc != MXC_OK && rc != MXC_ENOENT)
+        return reply_store_error(h, id, "get", err, out);
+    if (rc == MXC_OK) {
+        gr.entry = record_to_entry(q->keyspace, q->key, strlen(q->key), val, vallen);
+        free(val);
+        gr.found = gr.entry != NULL;
+    }
+    rep.body_case = MXCACHE__REPLY__BODY_GET;
+    rep.get = &gr;
+    rc = pack_reply(&rep, id, out);
+    record_entry_free(gr.entry);
+    return rc;
+}
+
+struct list_ctx {
+    Mxcache__Keyspace ks;
+    Mxcache__Entry **entries;
+    size_t n, limit;
+    bool more;
+    int rc;
+};
+
+static int list_one(void *arg, const char *key, size_t keylen, const char *val, size_t vallen)
+{
+    struct list_ctx *lc = arg;
+
+    if (lc->n == lc->limit) {
+        lc->more = true;
+        return 1;
+    }
+    Mxcache__Entry *e = record_to_entry(lc->ks, key, keylen, val, vallen);
+    if (!e)
+        return 0; /* a value that does not unpack is skipped; compaction removes it */
+    lc->entries[lc->n++] = e;
+    return 0;
+}
+
+/* list_page - one page of ks after start_after, keys starting with prefix. */
+static int list_page(struct handler *h, uint64_t id, Mxcache__Keyspace ks, const char *prefix,
+                     const char *start_after, uint32_t limit, struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__ListReply lr = MXCACHE__LIST_REPLY__INIT;
+    struct list_ctx lc = {.ks = ks};
+    char err[256];
+    int rc;
+
+    lc.limit = limit ? limit : (size_t)h->cfg->list_page_size;
+    if (lc.limit > (size_t)h->cfg->list_page_max)
+        lc.limit = (size_t)h->cfg->list_page_max;
+    lc.entries = calloc(lc.limit, sizeof *lc.entries);
+    if (!lc.entries)
+        return MXC_ENOMEM;
+    rc = store_scan(h->env->st, ks, prefix, strlen(prefix), start_after, strlen(start_after), false,
+                    list_one, &lc, err, sizeof err);
+    if (rc != MXC_OK) {
+        rc = reply_store_error(h, id, "list", err, out);
+    } else {
+        lr.entries = lc.entries;
+        lr.n_entries = lc.n;
+        lr.next = (lc.more && lc.n) ? lc.entries[lc.n - 1]->key : "";
+        rep.body_case = MXCACHE__REPLY__BODY_LIST;
+        rep.list = &lr;
+        rc = pack_reply(&rep, id, out);
+    }
+    for (size_t i = 0; i < lc.n; i++)
+        record_entry_free(lc.entries[i]);
+    free(lc.entries);
+    return rc;
+}
+
+static int do_list(struct handler *h, uint64_t id, const Mxcache__ListRequest *q,
+                   struct handler_reply *out)
+{
+    if (!keyspace_ok(q->keyspace) || !field_ok(q->prefix, ADMIN_MAX_KEY) ||
+        !field_ok(q->start_after, ADMIN_MAX_KEY))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "list: needs a keyspace; prefix and cursor at most 1024 bytes", out);
+    return list_page(h, id, q->keyspace, q->prefix, q->start_after, q->limit, out);
+}
+
+static int delete_reply(struct handler *h, uint64_t id, bool deleted, struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__DeleteReply dr = MXCACHE__DELETE_REPLY__INIT;
+
+    (void)h;
+    dr.deleted = deleted;
+    rep.body_case = MXCACHE__REPLY__BODY_DELETE;
+    rep.delete_ = &dr;
+    return pack_reply(&rep, id, out);
+}
+
+/* delete_key - deletes a live key (through the batch); *deleted says whether there was one. */
+static int delete_key(struct handler *h, Mxcache__Keyspace ks, const char *key, bool *deleted,
+                      char *err, size_t errlen)
+{
+    char *val = NULL;
+    size_t vallen, keylen = strlen(key);
+    int rc = store_batch_get(h->batch, ks, key, keylen, &val, &vallen, err, errlen);
+
+    free(val);
+    *deleted = rc == MXC_OK;
+    if (rc == MXC_ENOENT)
+        return MXC_OK;
+    if (rc != MXC_OK)
+        return rc;
+    if ((rc = store_batch_delete(h->batch, ks, key, keylen)) != MXC_OK)
+        return rc;
+    if (ks == MXCACHE__KEYSPACE__KEYSPACE_WHITELIST)
+        return touch_whitelist(h, key, keylen);
+    return MXC_OK;
+}
+
+static int do_delete(struct handler *h, uint64_t id, const Mxcache__DeleteRequest *q,
+                     struct handler_reply *out)
+{
+    char err[256];
+    bool deleted;
+    int rc;
+
+    if (!keyspace_ok(q->keyspace) || !field_ok(q->key, ADMIN_MAX_KEY) || !*q->key)
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "delete: needs a keyspace and a key", out);
+    rc = delete_key(h, q->keyspace, q->key, &deleted, err, sizeof err);
+    if (rc == MXC_ENOMEM)
+        return rc;
+    if (rc != MXC_OK)
+        return reply_store_error(h, id, "delete", err, out);
+    return delete_reply(h, id, deleted, out);
+}
+
+struct flush_ctx {
+    struct handler *h;
+    const Mxcache__FlushRequest *q;
+    size_t domainlen;
+    uint64_t matched, examined, max_match, max_examine;
+    char *last;   /* last key examined (malloc'd) */
+    bool more;
+    int rc;
+};
+
+/* flush_domain_matches - whether the key's last address or name is in domain: the key ends in
+ * "@domain" or ".domain", or its value after "kind:" is the domain itself. */
+static bool flush_domain_matches(const char *key, size_t keylen, const char *domain, size_t dlen)
+{
+    if (dlen == 0)
+        return true;
+    if (keylen <= dlen || strncasecmp(key + keylen - dlen, domain, dlen) != 0)
+        return false;
+    char before = key[keylen - dlen - 1];
+    return before == '@' || before == '.' || before == ':';
+}
+
+static int flush_one(void *arg, const char *key, size_t keylen, const char *val, size_t vallen)
+{
+    struct flush_ctx *fc = arg;
+    struct handler *h = fc->h;
+
+    if (fc->matched == fc->max_match || fc->examined == fc->max_examine) {
+        fc->more = true;
+        return 1;
+    }
+    fc->examined++;
+    char *last = realloc(fc->last, keylen + 1);
+    if (!last)
+        return fc->rc = MXC_ENOMEM;
+    memcpy(last, key, keylen);
+    last[keylen] = '\0';
+    fc->last = last;
+    if (!flush_domain_matches(key, keylen, fc->q->domain, fc->domainlen))
+        return 0;
+    if (fc->q->state != MXCACHE__RECORD_STATE__STATE_ANY &&
+        record_state(fc->q->keyspace, val, vallen) != fc->q->state)
+        return 0;
+    fc->matched++;
+    if (fc->q->dry_run)
+        return 0;
+    if (store_batch_delete(h->batch, fc->q->keyspace, key, keylen) != MXC_OK)
+        return fc->rc = MXC_EINVAL;
+    if (fc->q->keyspace == MXCACHE__KEYSPACE__KEYSPACE_WHITELIST &&
+        touch_whitelist(h, key, keylen) != MXC_OK)
+        return fc->rc = MXC_ENOMEM;
+    return 0;
+}
+
+static int do_flush(struct handler *h, uint64_t id, const Mxcache__FlushRequest *q,
+                    struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__FlushReply fr = MXCACHE__FLUSH_REPLY__INIT;
+    struct flush_ctx fc = {.h = h, .q = q};
+    char err[256];
+    int rc;
+
+    if (!keyspace_ok(q->keyspace) || !field_ok(q->domain, ADMIN_MAX_KEY) ||
+        !field_ok(q->start_after, ADMIN_MAX_KEY))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "flush: needs a keyspace; domain and cursor at most 1024 bytes", out);
+    fc.domainlen = strlen(q->domain);
+    fc.max_match = (uint64_t)h->cfg->flush_batch;
+    fc.max_examine = fc.max_match * FLUSH_SCAN_FACTOR;
+    /* Robustness: the scan reads the committed store; deletes go to the batch. A flush that
+     * raced with a write of this round may miss that one key, as if it had come just after. */
+    rc = store_scan(h->env->st, q->keyspace, NULL, 0, q->start_after, strlen(q->start_after), false,
+                    flush_one, &fc, err, sizeof err);
+    if (rc == MXC_ENOMEM || fc.rc == MXC_ENOMEM) {
+        free(fc.last);
+        return MXC_ENOMEM;
+    }
+    if (rc != MXC_OK || fc.rc != MXC_OK) {
+        free(fc.last);
+        return reply_store_error(h, id, "flush", rc != MXC_OK ? err : "batch rejected a delete", out);
+    }
+    fr.matched = fc.matched;
+    fr.more = fc.more;
+    fr.next = (fc.more && fc.last) ? fc.last : "";
+    rep.body_case = MXCACHE__REPLY__BODY_FLUSH;
+    rep.flush = &fr;
+    rc = pack_reply(&rep, id, out);
+    free(fc.last);
+    return rc;
+}
+
+static int do_stats(struct handler *h, uint64_t id, struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__StatsReply sr = MXCACHE__STATS_REPLY__INIT;
+    Mxcache__KeyspaceStats ks[4], *ksp[4];
+    Mxcache__Counter ctrs[CTR_COUNT], *ctrp[CTR_COUNT];
+    uint64_t values[CTR_COUNT];
+
+    sr.version = MXCACHE_VERSION;
+    sr.uptime_s = (h->now_ms - h->env->started_ms) / 1000;
+    sr.workers = h->env->workers;
+    for (int i = 0; i < 4; i++) {
+        mxcache__keyspace_stats__init(&ks[i]);
+        ks[i].keyspace = (Mxcache__Keyspace)(i + 1);
+        store_stats(h->env->st, ks[i].keyspace, &ks[i].keys_estimate, &ks[i].disk_bytes);
+        ksp[i] = &ks[i];
+    }
+    sr.keyspaces = ksp;
+    sr.n_keyspaces = 4;
+    h->env->counters_fn(h->env->counters_arg, values);
+    for (int i = 0; i < CTR_COUNT; i++) {
+        mxcache__counter__init(&ctrs[i]);
+        ctrs[i].name = (char *)counters_name((enum counter_id)i);
+        ctrs[i].value = values[i];
+        ctrp[i] = &ctrs[i];
+    }
+    sr.counters = ctrp;
+    sr.n_counters = CTR_COUNT;
+    rep.body_case = MXCACHE__REPLY__BODY_STATS;
+    rep.stats = &sr;
+    return pack_reply(&rep, id, out);
+}
+
+static int do_whitelist_add(struct handler *h, uint64_t id, const Mxcache__WhitelistAddRequest *q,
+                            struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__WhitelistAddReply ar = MXCACHE__WHITELIST_ADD_REPLY__INIT;
+    Mxcache__WhitelistRecord wr = MXCACHE__WHITELIST_RECORD__INIT;
+    Mxcache__Entry e = MXCACHE__ENTRY__INIT;
+    char key[WL_KEY_MAX], err[256], msg[320];
+    uint8_t *buf;
+    size_t len, keylen;
+    int rc;
+
+    if (!field_ok(q->value, WL_MAX_VALUE) || !field_ok(q->comment, WL_MAX_COMMENT))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "whitelist add: value or comment too long", out);
+    if (!no_controls(q->comment))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "whitelist add: the comment has control characters", out);
+    if (wl_key(q->kind, q->value, key, sizeof key, err, sizeof err) != MXC_OK) {
+        snprintf(msg, sizeof msg, "whitelist add: %s", err);
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT, msg, out);
+    }
+    keylen = strlen(key);
+    wr.kind = q->kind;
+    wr.value = strchr(key, ':') + 1;
+    wr.comment = q->comment;
+    wr.added_at_ms = h->now_ms;
+    wr.expires_at_ms = q->ttl_ms ? h->now_ms + q->ttl_ms : 0;
+    if ((rc = wire_message_pack(&wr.base, &buf, &len)) != MXC_OK)
+        return rc;
+    rc = store_batch_put(h->batch, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, key, keylen, buf, len);
+    free(buf);
+    if (rc == MXC_OK)
+        rc = touch_whitelist(h, key, keylen);
+    if (rc != MXC_OK)
+        return rc;
+    e.keyspace = MXCACHE__KEYSPACE__KEYSPACE_WHITELIST;
+    e.key = key;
+    e.record_case = MXCACHE__ENTRY__RECORD_WHITELIST;
+    e.whitelist = &wr;
+    ar.entry = &e;
+    rep.body_case = MXCACHE__REPLY__BODY_WHITELIST_ADD;
+    rep.whitelist_add = &ar;
+    return pack_reply(&rep, id, out);
+}
+
+static int do_whitelist_remove(struct handler *h, uint64_t id,
+                               const Mxcache__WhitelistRemoveRequest *q, struct handler_reply *out)
+{
+    char key[WL_KEY_MAX], err[256], msg[320];
+    bool deleted;
+    int rc;
+
+    if (!field_ok(q->value, WL_MAX_VALUE) ||
+        wl_key(q->kind, q->value, key, sizeof key, err, sizeof err) != MXC_OK) {
+        snprintf(msg, sizeof msg, "whitelist remove: %s", field_ok(q->value, WL_MAX_VALUE) ? err : "value too long");
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT, msg, out);
+    }
+    rc = delete_key(h, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, key, &deleted, err, sizeof err);
+    if (rc == MXC_ENOMEM)
+        return rc;
+    if (rc != MXC_OK)
+        return reply_store_error(h, id, "whitelist remove", err, out);
+    return delete_reply(h, id, deleted, out);
+}
+
+static int do_whitelist_list(struct handler *h, uint64_t id, const Mxcache__WhitelistListRequest *q,
+                             struct handler_reply *out)
+{
+    char prefix[32] = "";
+
+    if (!field_ok(q->start_after, ADMIN_MAX_KEY))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "whitelist list: cursor too long", out);
+    if (q->kind != MXCACHE__WHITELIST_KIND__WHITELIST_ANY)
+        snprintf(prefix, sizeof prefix, "%s:", wire_wlkind_name(q->kind));
+    return list_page(h, id, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, prefix, q->start_after, q->limit, out);
+}
+
+static int do_compact(struct handler *h, uint64_t id, const Mxcache__CompactRequest *q,
+                      struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__CompactReply cr = MXCACHE__COMPACT_REPLY__INIT;
+    struct timespec t0, t1;
+    uint64_t keys;
+    char err[256];
+
+    if (q->keyspace != MXCACHE__KEYSPACE__KEYSPACE_UNSPECIFIED && !keyspace_ok(q->keyspace))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "compact: unknown keyspace", out);
+    store_stats(h->env->st, q->keyspace, &keys, &cr.disk_bytes_before);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (store_compact(h->env->st, q->keyspace, err, sizeof err) != MXC_OK)
+        return reply_store_error(h, id, "compact", err, out);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    store_stats(h->env->st, q->keyspace, &keys, &cr.disk_bytes_after);
+    cr.duration_ms = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+    log_msg(LOG_NOTICE, "COMPACT", "keyspace=%s duration_ms=%llu bytes_before=%llu bytes_after=%llu",
+            q->keyspace ? wire_keyspace_name(q->keyspace) : "all",
+            (unsigned long long)cr.duration_ms, (unsigned long long)cr.disk_bytes_before,
+            (unsigned long long)cr.disk_bytes_after);
+    rep.body_case = MXCACHE__REPLY__BODY_COMPACT;
+    rep.compact = &cr;
+    return pack_reply(&rep, id, out);
+}
+
+/* ---- dispatch ---- */
+
+static const enum counter_id request_counter[] = {
+    [MXCACHE__REQUEST__BODY_CHECK] = CTR_REQ_CHECK,
+    [MXCACHE__REQUEST__BODY_GET] = CTR_REQ_GET,
+    [MXCACHE__REQUEST__BODY_LIST] = CTR_REQ_LIST,
+    [MXCACHE__REQUEST__BODY_DELETE] = CTR_REQ_DELETE,
+    [MXCACHE__REQUEST__BODY_FLUSH] = CTR_REQ_FLUSH,
+    [MXCACHE__REQUEST__BODY_STATS] = CTR_REQ_STATS,
+    [MXCACHE__REQUEST__BODY_WHITELIST_ADD] = CTR_REQ_WHITELIST_ADD,
+    [MXCACHE__REQUEST__BODY_WHITELIST_REMOVE] = CTR_REQ_WHITELIST_REMOVE,
+    [MXCACHE__REQUEST__BODY_WHITELIST_LIST] = CTR_REQ_WHITELIST_LIST,
+    [MXCACHE__REQUEST__BODY_COMPACT] = CTR_REQ_COMPACT,
+};
+
+int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct handler_reply *out)
+{
+    Mxcache__Request *req;
+    uint64_t id;
+    char text[128];
+    int rc;
+
+    memset(out, 0, sizeof *out);
+    if (len > h->cfg->max_request_size) {
+        snprintf(text, sizeof text, "request of %zu bytes exceeds the limit of %llu", len,
+                 (unsigned long long)h->cfg->max_request_size);
+        return error_reply(h, wire_peek_id(msg, len), MXCACHE__ERROR_CODE__ERROR_TOO_LARGE, text, out);
+    }
+    req = wire_request_unpack(msg, len);
+    if (!req)
+        return error_reply(h, wire_peek_id(msg, len), MXCACHE__ERROR_CODE__ERROR_MALFORMED,
+                           "request does not decode", out);
+    id = req->id;
+    if (req->version != WIRE_VERSION) {
+        snprintf(text, sizeof text, "protocol version %u is not supported (this service speaks %u)",
+                 req->version, WIRE_VERSION);
+        rc = error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_VERSION, text, out);
+        mxcache__request__free_unpacked(req, NULL);
+        return rc;
+    }
+    if (req->body_case != MXCACHE__REQUEST__BODY__NOT_SET)
+        ctr_add(h->ctr, request_counter[req->body_case], 1);
+    switch (req->body_case) {
+    case MXCACHE__REQUEST__BODY_CHECK: rc = do_check(h, id, req->check, out); break;
+    case MXCACHE__REQUEST__BODY_GET: rc = do_get(h, id, req->get, out); break;
+    case MXCACHE__REQUEST__BODY_LIST: rc = do_list(h, id, req->list, out); break;
+    case MXCACHE__REQUEST__BODY_DELETE: rc = do_delete(h, id, req->delete_, out); break;
+    case MXCACHE__REQUEST__BODY_FLUSH: rc = do_flush(h, id, req->flush, out); break;
+    case MXCACHE__REQUEST__BODY_STATS: rc = do_stats(h, id, out); break;
+    case MXCACHE__REQUEST__BODY_WHITELIST_ADD: rc = do_whitelist_add(h, id, req->whitelist_add, out); break;
+    case MXCACHE__REQUEST__BODY_WHITELIST_REMOVE: rc = do_whitelist_remove(h, id, req->whitelist_remove, out); break;
+    case MXCACHE__REQUEST__BODY_WHITELIST_LIST: rc = do_whitelist_list(h, id, req->whitelist_list, out); break;
+    case MXCACHE__REQUEST__BODY_COMPACT: rc = do_compact(h, id, req->compact, out); break;
+    default:
+        rc = error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT, "request has no body", out);
+        break;
+    }
+    mxcache__request__free_unpacked(req, NULL);
+    return rc;
+}
+
+int handler_commit(struct handler *h, struct handler_reply *replies, size_t n)
+{
+    size_t writes = store_batch_count(h->batch);
+    char err[256];
+    struct timespec t0, t1;
+
+    if (writes == 0)
+        return MXC_OK;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    if (store_batch_commit(h->batch, err, sizeof err) != MXC_OK) {
+        log_msg(LOG_ERR, "STORE", "op=commit writes=%zu error=\"%s\"", writes, err);
+        for (size_t i = 0; i < n; i++) {
+            free(replies[i].buf);
+            replies[i].buf = NULL;
+            replies[i].len = 0;
+            /* Out of memory here leaves the reply empty; the caller then drops it and the
+             * client's timeout gives the same temporary answer. */
+            error_reply(h, replies[i].id, MXCACHE__ERROR_CODE__ERROR_STORE,
+                        "the store could not write; try again later", &replies[i]);
+        }
+        h->ntouched = 0;
+        return MXC_ESTORE;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    ctr_add(h->ctr, CTR_COMMITS, 1);
+    ctr_add(h->ctr, CTR_COMMIT_WRITES, writes);
+    ctr_add(h->ctr, CTR_COMMIT_USEC,
+            (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
+    for (size_t i = 0; i < h->ntouched; i++)
+        if (wl_sync_key(h->env->wl, h->env->st, h->touched[i].key, h->touched[i].len) != MXC_OK)
+            log_msg(LOG_ERR, "WHITELIST", "op=sync error=\"cannot re-read a changed entry\"");
+    h->ntouched = 0;
+    return MXC_OK;
+}

@@ -1,0 +1,58 @@
+/* Request handling of one mxcached worker: decodes a request, answers it from the store and the
+ * in-memory whitelist, and collects its writes into the worker's batch for the round.
+ *
+ * A round is handler_begin, any number of handler_request, then handler_commit, which makes the
+ * round's writes durable (one WriteBatch, WAL synced) before the caller sends any of the round's
+ * replies. A request never makes the worker fail: a bad request gets an error reply.
+ *
+ * Thread-safety: a handler belongs to one worker thread; the env it points to is shared. */
+#ifndef MXCACHED_HANDLER_H
+#define MXCACHED_HANDLER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "counters.h"
+#include "store.h"
+#include "whitelist.h"
+
+/* What all workers share, owned by the service. */
+struct handler_env {
+    store *st;
+    struct whitelist *wl;
+    unsigned workers;
+    uint64_t started_ms;
+    /* counters_fn sums the counters of every thread into out (for Stats). */
+    void (*counters_fn)(void *arg, uint64_t out[CTR_COUNT]);
+    void *counters_arg;
+};
+
+/* One packed reply; buf is malloc'd and owned by whoever holds the struct. */
+struct handler_reply {
+    uint8_t *buf;
+    size_t len;
+    uint64_t id;
+};
+
+struct handler;
+
+/* handler_create - a handler using env (borrowed, must outlive it) and counting into ctr
+ * (borrowed). NULL when out of memory. */
+struct handler *handler_create(const struct handler_env *env, struct counters *ctr);
+void handler_destroy(struct handler *h); /* NULL-safe */
+
+/* handler_begin - starts a round that decides with cfg (borrowed until handler_commit). */
+void handler_begin(struct handler *h, const struct config *cfg);
+
+/* handler_request - handles one request of len bytes. Always produces a reply in *out (an error
+ * reply for a bad request) unless out of memory, which returns MXC_ENOMEM and leaves *out empty. */
+int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct handler_reply *out);
+
+/* handler_commit - commits the round's writes. On a store failure every reply of the round
+ * (replies[0..n-1], the round's replies in order) is replaced by a temporary ERROR_STORE error
+ * reply, since any of them may depend on what was not written. Returns 0 or MXC_ESTORE. */
+int handler_commit(struct handler *h, struct handler_reply *replies, size_t n);
+
+#endif

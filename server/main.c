@@ -1,0 +1,214 @@
+/* mxcached: the mxcache service. Loads its config, opens the store, mirrors the static
+ * whitelists into memory, and serves requests until SIGTERM or SIGINT; SIGHUP reloads the
+ * policy settings.
+ *
+ * SECURITY: listens on the ZeroMQ endpoints of server.listen (loopback tcp by default); every
+ * request is hostile input to service.c and handler.c. Runs with the privileges it is started
+ * with: the systemd unit starts it as the mxcache user. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "log.h"
+#include "mxc_err.h"
+#include "service.h"
+#include "store.h"
+#include "whitelist.h"
+
+#define EXIT_USAGE 2
+
+struct daemon_state {
+    const char *config_path; /* NULL: embedded defaults */
+    struct service *svc;
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mxcached [--config FILE] [--foreground] [--check-config] [--print-config]\n"
+            "\n"
+            "  -c, --config FILE   read settings from FILE (default: the embedded defaults;\n"
+            "                      see mxcached.conf for every setting)\n"
+            "  -f, --foreground    do not detach; log to stderr unless log.target says otherwise\n"
+            "  -t, --check-config  check the config, print each error with file and line, exit 1\n"
+            "                      on errors and 0 when it is valid\n"
+            "  -p, --print-config  print the effective settings and exit\n"
+            "  -V, --version       print the version and exit\n"
+            "\n"
+            "Signals: TERM/INT finish the requests in flight and stop; HUP reloads the settings\n"
+            "marked reloadable (a config with errors is refused and the running one stays).\n");
+}
+
+static struct config *load(const char *path)
+{
+    struct config_errors errs = {0};
+    struct config *cfg = path ? config_load(path, &errs) : config_defaults();
+
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "mxcached: %s\n", errs.msg[i]);
+    if (!cfg && errs.n == 0)
+        fprintf(stderr, "mxcached: out of memory\n");
+    config_errors_fini(&errs);
+    return cfg;
+}
+
+static void reload(struct daemon_state *ds)
+{
+    struct config_errors errs = {0};
+    const struct config *old = service_config(ds->svc);
+    struct config *cfg;
+    char diff[512];
+
+    if (!ds->config_path) {
+        log_msg(LOG_NOTICE, "RELOAD", "result=unchanged reason=\"no config file, embedded defaults\"");
+        return;
+    }
+    cfg = config_load(ds->config_path, &errs);
+    if (!cfg) {
+        for (size_t i = 0; i < errs.n; i++)
+            log_msg(LOG_ERR, "RELOAD", "error=\"%s\"", errs.msg[i]);
+        log_msg(LOG_ERR, "RELOAD", "result=refused reason=\"config has errors; the running config stays\"");
+        config_errors_fini(&errs);
+        return;
+    }
+    config_reload_diff(old, cfg, diff, sizeof diff);
+    if (diff[0])
+        log_msg(LOG_WARNING, "RELOAD", "restart_needed=\"%s\"", diff);
+    /* Settings that only take effect at start keep their running values, so that what the
+     * workers read stays consistent with the sockets and threads that exist. */
+    cfg->max_request_size = old->max_request_size;
+    log_set_level(log_level_from_index(cfg->log_level));
+    service_reload(ds->svc, cfg);
+    log_msg(LOG_NOTICE, "RELOAD", "result=ok file=%s", ds->config_path);
+}
+
+static enum service_signal_action on_signal(void *arg, int signo)
+{
+    struct daemon_state *ds = arg;
+
+    if (signo == SIGHUP) {
+        reload(ds);
+        return SERVICE_CONTINUE;
+    }
+    log_msg(LOG_NOTICE, "STOP", "signal=%s", signo == SIGTERM ? "TERM" : "INT");
+    return SERVICE_STOP;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},  {"foreground", no_argument, NULL, 'f'},
+        {"check-config", no_argument, NULL, 't'},  {"print-config", no_argument, NULL, 'p'},
+        {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    struct daemon_state ds = {0};
+    bool foreground = false, check = false, print = false;
+    struct config *cfg;
+    struct store_options so = {0};
+    char err[512];
+    sigset_t sigs;
+    int c, sigfd, rc;
+
+    while ((c = getopt_long(argc, argv, "c:ftpVh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': ds.config_path = optarg; break;
+        case 'f': foreground = true; break;
+        case 't': check = true; break;
+        case 'p': print = true; break;
+        case 'V': printf("mxcached %s\n", MXCACHE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    cfg = load(ds.config_path);
+    if (!cfg)
+        return 1;
+    if (check || print) {
+        if (print)
+            config_print(cfg, stdout);
+        else
+            printf("%s: OK\n", ds.config_path ? ds.config_path : "(embedded defaults)");
+        config_free(cfg);
+        return 0;
+    }
+
+    int target = cfg->log_target;
+    if (target == LOG_TARGET_AUTO)
+        target = foreground ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG;
+    log_open("mxcached", target == LOG_TARGET_SYSLOG ? LOG_TO_SYSLOG : LOG_TO_STDERR,
+             config_facility(cfg), log_level_from_index(cfg->log_level));
+    if (!foreground && daemon(1, 0) != 0) {
+        fprintf(stderr, "mxcached: cannot detach: %s\n", strerror(errno));
+        config_free(cfg);
+        return 1;
+    }
+
+    /* Signals are taken from a signalfd in the main loop; block them before RocksDB and ZeroMQ
+     * start threads, which inherit the mask. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    sigfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    if (sigfd < 0) {
+        log_msg(LOG_ERR, "FATAL", "error=\"signalfd: %s\"", strerror(errno));
+        config_free(cfg);
+        return 1;
+    }
+
+    so.path = cfg->store_path;
+    so.sync = cfg->store_sync;
+    so.block_cache_bytes = cfg->store_block_cache_size;
+    so.write_buffer_bytes = cfg->store_write_buffer_size;
+    so.max_background_jobs = (int)cfg->store_max_background_jobs;
+    store *st = store_open(&so, err, sizeof err);
+    if (!st) {
+        log_msg(LOG_ERR, "FATAL", "error=\"cannot open store %s: %s\"", cfg->store_path, err);
+        config_free(cfg);
+        return 1;
+    }
+    struct whitelist *wl = wl_create();
+    if (!wl || wl_load(wl, st, err, sizeof err) != MXC_OK) {
+        log_msg(LOG_ERR, "FATAL", "error=\"cannot load whitelists: %s\"", wl ? err : "out of memory");
+        wl_destroy(wl);
+        store_close(st);
+        config_free(cfg);
+        return 1;
+    }
+    char *path = strdup(cfg->store_path);
+    bool sync = cfg->store_sync;
+    ds.svc = service_create(cfg, st, wl, err, sizeof err); /* owns cfg from here */
+    if (!ds.svc) {
+        log_msg(LOG_ERR, "FATAL", "error=\"%s\"", err);
+        free(path);
+        wl_destroy(wl);
+        store_close(st);
+        return 1;
+    }
+    log_msg(LOG_NOTICE, "START", "version=%s config=%s store=%s sync=%s whitelist_entries=%zu",
+            MXCACHE_VERSION, ds.config_path ? ds.config_path : "(embedded defaults)",
+            path ? path : "?", sync ? "yes" : "no", wl_count(wl));
+    free(path);
+
+    rc = service_run(ds.svc, sigfd, on_signal, &ds);
+    service_destroy(ds.svc);
+    wl_destroy(wl);
+    store_close(st);
+    close(sigfd);
+    log_msg(LOG_NOTICE, "EXIT", "result=%s", rc == MXC_OK ? "clean" : mxc_strerror(rc));
+    log_close();
+    return rc == MXC_OK ? 0 : 1;
+}

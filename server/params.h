@@ -1,0 +1,61 @@
+/* Every setting of mxcached in one table: group, name, type, default, bounds, unit, whether SIGHUP
+ * reloads it, and a one-line explanation. config.c loads files with this table, --print-defaults
+ * prints it, and deploy/mxcached.conf shows each entry with its default. Defaults live here and
+ * nowhere else.
+ *
+ * Types: BOOL (true/false); INT (integer); SIZE (bytes: integer or "64M"); DURATION (milliseconds in
+ * the struct; in the file an integer counts seconds, or a string with a unit: "500ms", "30s",
+ * "3h", "31d"); STRING; ENUM (one of the '|'-separated choices in the bounds' place, stored as the
+ * choice's index); LIST (a list of strings, default '|'-separated). min/max apply to INT, SIZE and
+ * DURATION (DURATION bounds in milliseconds). A setting marked reload=1 takes effect on SIGHUP;
+ * the others need a restart (a reload that changes one logs a warning and keeps the running value). */
+#ifndef MXCACHED_PARAMS_H
+#define MXCACHED_PARAMS_H
+
+/* X(group, name, TYPE, field, default, min, max, choices, reload, help) */
+#define MXCACHED_PARAMS(X)                                                                         \
+    X("server", "listen", LIST, listen, "tcp://127.0.0.1:10041", 0, 0, NULL, 0,                   \
+      "ZeroMQ endpoints to bind (tcp://HOST:PORT or ipc://PATH)")                                  \
+    X("server", "workers", INT, workers, "0", 0, 256, NULL, 0,                                     \
+      "request-handling threads; 0: one per online CPU")                                          \
+    X("server", "max_request_size", SIZE, max_request_size, "64K", 256, 16777216, NULL, 0,         \
+      "largest request accepted; a larger one gets an error reply")                               \
+    X("server", "max_batch", INT, max_batch, "256", 1, 65536, NULL, 0,                             \
+      "most requests one worker handles (and group-commits) in one round")                       \
+    X("server", "socket_hwm", INT, socket_hwm, "100000", 100, 10000000, NULL, 0,                   \
+      "ZeroMQ high-water mark (messages queued per peer) of the service sockets")                \
+    X("server", "shutdown_timeout", DURATION, shutdown_timeout, "10s", 0, 600000, NULL, 0,         \
+      "on SIGTERM, how long to wait for in-flight requests before closing")                      \
+    X("log", "level", ENUM, log_level, "info", 0, 0, "debug|info|notice|warning|err", 1,           \
+      "least severe level logged")                                                                \
+    X("log", "target", ENUM, log_target, "auto", 0, 0, "auto|stderr|syslog", 0,                   \
+      "auto: stderr with --foreground, else syslog")                                              \
+    X("log", "facility", ENUM, log_facility, "mail", 0, 0,                                         \
+      "mail|daemon|local0|local1|local2|local3|local4|local5|local6|local7", 0,                   \
+      "syslog facility")                                                                          \
+    X("store", "path", STRING, store_path, "mxcache-data", 0, 0, NULL, 0,                          \
+      "RocksDB directory (relative paths are relative to the working directory)")                \
+    X("store", "sync", BOOL, store_sync, "true", 0, 0, NULL, 0,                                    \
+      "fsync the write-ahead log before answering a request that wrote")                         \
+    X("store", "block_cache_size", SIZE, store_block_cache_size, "64M", 1048576, 1099511627776ll,  \
+      NULL, 0, "RocksDB block cache shared by all keyspaces")                                     \
+    X("store", "write_buffer_size", SIZE, store_write_buffer_size, "16M", 65536, 1073741824, NULL, \
+      0, "RocksDB memtable size per keyspace")                                                    \
+    X("store", "max_background_jobs", INT, store_max_background_jobs, "2", 1, 64, NULL, 0,         \
+      "RocksDB flush and compaction threads")                                                    \
+    X("policy", "default_action", ENUM, default_action, "dunno", 0, 0, "dunno|defer|reject", 1,    \
+      "answer when no check decides (whitelist, greylisting and verification come first)")       \
+    X("policy", "default_code", INT, default_code, "450", 400, 599, NULL, 1,                       \
+      "SMTP code of the default answer when it is defer (4xx) or reject (5xx)")                  \
+    X("policy", "default_status", STRING, default_status, "4.7.1", 0, 0, NULL, 1,                  \
+      "enhanced status code of the default answer")                                               \
+    X("policy", "default_text", STRING, default_text, "Service temporarily unavailable", 0, 0,     \
+      NULL, 1, "text of the default answer")                                                      \
+    X("admin", "list_page_size", INT, list_page_size, "100", 1, 100000, NULL, 1,                   \
+      "entries per list page when the client does not say")                                       \
+    X("admin", "list_page_max", INT, list_page_max, "1000", 1, 100000, NULL, 1,                    \
+      "most entries per list page")                                                               \
+    X("admin", "flush_batch", INT, flush_batch, "10000", 1, 1000000, NULL, 1,                      \
+      "most entries one flush request deletes; the client repeats until done")
+
+#endif

@@ -1,0 +1,588 @@
+/* The ROUTER loop and worker pool of mxcached (see service.h). */
+#include "service.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "counters.h"
+#include "handler.h"
+#include "log.h"
+#include "mxc_err.h"
+#include "wire.h"
+
+/* ZeroMQ drops a connection whose message exceeds ZMQ_MAXMSGSIZE without a word to the peer, so
+ * the transport limit is set this many times above server.max_request_size: requests between the
+ * two get a proper ERROR_TOO_LARGE reply, only absurd ones cost the sender its connection. */
+#define SERVICE_TRANSPORT_FACTOR 4
+#define SERVICE_HEARTBEAT_IVL_MS 5000      /* ZMTP heartbeats find dead client connections */
+#define SERVICE_HEARTBEAT_TIMEOUT_MS 15000
+#define SERVICE_LINGER_MS 1000             /* at close, time to flush the last replies */
+
+/* A config shared by the workers, freed when the last round using it ends. */
+struct cfgref {
+    struct config *cfg;
+    atomic_uint refs;
+};
+
+struct worker {
+    struct service *svc;
+    unsigned index;
+    pthread_t thread;
+    bool started;
+    void *pair_main;   /* main thread's end */
+    void *pair_worker; /* worker thread's end */
+    struct handler *handler;
+    struct counters ctr;
+    size_t inflight;   /* requests handed over and not yet answered (main thread only) */
+};
+
+struct service {
+    void *zctx;
+    void *router;
+    struct worker *workers;
+    unsigned nworkers;
+    unsigned max_batch;
+    uint64_t shutdown_timeout_ms;
+    struct handler_env env;
+    struct counters ctr; /* the main thread's */
+    struct counters **ctrsets;
+    zmq_msg_t *in_ident, *in_payload; /* read_requests' buffers, max_batch each */
+    pthread_mutex_t cfg_lock;
+    struct cfgref *cfg;
+    bool stopped;
+};
+
+static struct cfgref *cfgref_new(struct config *cfg)
+{
+    struct cfgref *r = malloc(sizeof *r);
+    if (!r)
+        return NULL;
+    r->cfg = cfg;
+    atomic_init(&r->refs, 1);
+    return r;
+}
+
+static void cfgref_release(struct cfgref *r)
+{
+    if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
+        config_free(r->cfg);
+        free(r);
+    }
+}
+
+static struct cfgref *cfg_acquire(struct service *svc)
+{
+    pthread_mutex_lock(&svc->cfg_lock);
+    struct cfgref *r = svc->cfg;
+    atomic_fetch_add(&r->refs, 1);
+    pthread_mutex_unlock(&svc->cfg_lock);
+    return r;
+}
+
+void service_reload(struct service *svc, struct config *cfg)
+{
+    struct cfgref *r = cfgref_new(cfg);
+    if (!r) {
+        log_msg(LOG_ERR, "RELOAD", "error=\"out of memory\"");
+        config_free(cfg);
+        return;
+    }
+    pthread_mutex_lock(&svc->cfg_lock);
+    struct cfgref *old = svc->cfg;
+    svc->cfg = r;
+    pthread_mutex_unlock(&svc->cfg_lock);
+    cfgref_release(old);
+}
+
+const struct config *service_config(struct service *svc)
+{
+    return svc->cfg->cfg;
+}
+
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void sum_counters(void *arg, uint64_t out[CTR_COUNT])
+{
+    struct service *svc = arg;
+    counters_sum(svc->ctrsets, svc->nworkers + 1, out);
+}
+
+/* ---- worker ---- */
+
+static void free_reply(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* A round's requests: identities and payloads as received, so identities go back unchanged. */
+struct round {
+    zmq_msg_t *ident;
+    zmq_msg_t *payload;
+    struct handler_reply *replies;
+    size_t n, cap;
+};
+
+static int round_grow(struct round *r)
+{
+    size_t cap = r->cap ? r->cap * 2 : 64;
+    zmq_msg_t *i = realloc(r->ident, cap * sizeof *i);
+    if (i)
+        r->ident = i;
+    zmq_msg_t *p = realloc(r->payload, cap * sizeof *p);
+    if (p)
+        r->payload = p;
+    struct handler_reply *rep = realloc(r->replies, cap * sizeof *rep);
+    if (rep)
+        r->replies = rep;
+    if (!i || !p || !rep)
+        return MXC_ENOMEM;
+    r->cap = cap;
+    return MXC_OK;
+}
+
+/* worker_recv - appends one batch to r. Returns 1 for a batch, 0 for the stop message,
+ * MXC_EAGAIN when flags has ZMQ_DONTWAIT and nothing is queued, <0 on error. The main thread
+ * only sends well-formed batches: (identity, payload) pairs in one multipart message. */
+static int worker_recv(struct worker *w, struct round *r, int flags)
+{
+    size_t first = r->n;
+
+    for (;;) {
+        if (r->n == r->cap && round_grow(r) != MXC_OK)
+            return MXC_ENOMEM;
+        zmq_msg_init(&r->ident[r->n]);
+        /* Frames of a multipart message arrive together: only its first may find nothing. */
+        if (zmq_msg_recv(&r->ident[r->n], w->pair_worker, r->n == first ? flags : 0) < 0) {
+            zmq_msg_close(&r->ident[r->n]);
+            if (errno == EAGAIN)
+                return MXC_EAGAIN;
+            if (errno == EINTR)
+                continue;
+            return MXC_EIO;
+        }
+        if (!zmq_msg_more(&r->ident[r->n])) {
+            /* Only the stop message is a lone frame. */
+            zmq_msg_close(&r->ident[r->n]);
+            return r->n == first ? 0 : MXC_EPROTO;
+        }
+        zmq_msg_init(&r->payload[r->n]);
+        zmq_msg_recv(&r->payload[r->n], w->pair_worker, 0);
+        if (!zmq_msg_more(&r->payload[r->n++]))
+            return 1;
+    }
+}
+
+static void worker_round(struct worker *w, struct round *r)
+{
+    struct cfgref *cfg = cfg_acquire(w->svc);
+
+    handler_begin(w->handler, cfg->cfg);
+    for (size_t i = 0; i < r->n; i++) {
+        if (handler_request(w->handler, zmq_msg_data(&r->payload[i]), zmq_msg_size(&r->payload[i]),
+                            &r->replies[i]) != MXC_OK)
+            memset(&r->replies[i], 0, sizeof r->replies[i]);
+        zmq_msg_close(&r->payload[i]);
+    }
+    handler_commit(w->handler, r->replies, r->n);
+    cfgref_release(cfg);
+    ctr_add(&w->ctr, CTR_ROUNDS, 1);
+    for (size_t i = 0; i < r->n; i++) {
+        zmq_msg_t m;
+        /* An empty reply (out of memory) still travels, so that the main thread's count of
+         * requests in flight stays exact; it is not forwarded to the client. */
+        if (r->replies[i].buf)
+            zmq_msg_init_data(&m, r->replies[i].buf, r->replies[i].len, free_reply, NULL);
+        else
+            zmq_msg_init(&m);
+        zmq_msg_send(&r->ident[i], w->pair_worker, ZMQ_SNDMORE);
+        zmq_msg_send(&m, w->pair_worker, i + 1 < r->n ? ZMQ_SNDMORE : 0);
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct round r = {0};
+    bool stop = false;
+    int rc = 0;
+
+    while (!stop) {
+        r.n = 0;
+        if ((rc = worker_recv(w, &r, 0)) != 1)
+            break;
+        /* Group commit: every batch that queued up while the last round was busy (typically
+         * waiting for its fsync) joins this round, so one fsync serves them all. */
+        while (r.n < w->svc->max_batch) {
+            rc = worker_recv(w, &r, ZMQ_DONTWAIT);
+            if (rc == 0)
+                stop = true;
+            if (rc != 1)
+                break;
+        }
+        /* Robustness: requests already taken are answered even when receiving failed, so the
+         * main thread's count of requests in flight stays exact. */
+        worker_round(w, &r);
+        if (rc < 0 && rc != MXC_EAGAIN)
+            break;
+        rc = 0;
+    }
+    if (rc < 0)
+        log_msg(LOG_ERR, "WORKER", "index=%u error=\"%s\"", w->index, mxc_strerror(rc));
+    free(r.ident);
+    free(r.payload);
+    free(r.replies);
+    return NULL;
+}
+
+/* ---- main thread ---- */
+
+static int set_int(void *sock, int opt, int value)
+{
+    return zmq_setsockopt(sock, opt, &value, sizeof value);
+}
+
+/* service_bind - creates the ROUTER socket and binds every endpoint. */
+static int service_bind(struct service *svc, const struct config *cfg, char *err, size_t errlen)
+{
+    int64_t maxmsg = (int64_t)cfg->max_request_size * SERVICE_TRANSPORT_FACTOR;
+
+    if (maxmsg > (int64_t)WIRE_MAX_MESSAGE)
+        maxmsg = WIRE_MAX_MESSAGE;
+    svc->router = zmq_socket(svc->zctx, ZMQ_ROUTER);
+    if (!svc->router) {
+        snprintf(err, errlen, "cannot create socket: %s", zmq_strerror(errno));
+        return MXC_EIO;
+    }
+    set_int(svc->router, ZMQ_ROUTER_MANDATORY, 1);
+    set_int(svc->router, ZMQ_SNDHWM, (int)cfg->socket_hwm);
+    set_int(svc->router, ZMQ_RCVHWM, (int)cfg->socket_hwm);
+    set_int(svc->router, ZMQ_LINGER, SERVICE_LINGER_MS);
+    set_int(svc->router, ZMQ_HEARTBEAT_IVL, SERVICE_HEARTBEAT_IVL_MS);
+    set_int(svc->router, ZMQ_HEARTBEAT_TIMEOUT, SERVICE_HEARTBEAT_TIMEOUT_MS);
+    set_int(svc->router, ZMQ_TCP_KEEPALIVE, 1);
+    zmq_setsockopt(svc->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    for (size_t i = 0; i < cfg->listen.n; i++) {
+        if (zmq_bind(svc->router, cfg->listen.items[i]) != 0) {
+            snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen.items[i], zmq_strerror(errno));
+            return MXC_EIO;
+        }
+        log_msg(LOG_INFO, "LISTEN", "endpoint=%s", cfg->listen.items[i]);
+    }
+    return MXC_OK;
+}
+
+static int start_workers(struct service *svc, char *err, size_t errlen)
+{
+    for (unsigned i = 0; i < svc->nworkers; i++) {
+        struct worker *w = &svc->workers[i];
+        char ep[64];
+
+        w->svc = svc;
+        w->index = i;
+        snprintf(ep, sizeof ep, "inproc://worker-%p-%u", (void *)svc, i);
+        w->pair_main = zmq_socket(svc->zctx, ZMQ_PAIR);
+        w->pair_worker = zmq_socket(svc->zctx, ZMQ_PAIR);
+        if (!w->pair_main || !w->pair_worker)
+            goto fail;
+        /* inproc pipes between threads of one process: no HWM, nothing is ever dropped here. */
+        set_int(w->pair_main, ZMQ_SNDHWM, 0);
+        set_int(w->pair_main, ZMQ_RCVHWM, 0);
+        set_int(w->pair_worker, ZMQ_SNDHWM, 0);
+        set_int(w->pair_worker, ZMQ_RCVHWM, 0);
+        if (zmq_bind(w->pair_main, ep) != 0 || zmq_connect(w->pair_worker, ep) != 0)
+            goto fail;
+        w->handler = handler_create(&svc->env, &w->ctr);
+        if (!w->handler)
+            goto fail;
+        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
+            goto fail;
+        w->started = true;
+    }
+    return MXC_OK;
+fail:
+    snprintf(err, errlen, "cannot start worker: %s", zmq_strerror(errno));
+    return MXC_EIO;
+}
+
+struct service *service_create(struct config *cfg, store *st, struct whitelist *wl, char *err,
+                               size_t errlen)
+{
+    struct service *svc = calloc(1, sizeof *svc);
+    long cpus;
+
+    if (!svc) {
+        config_free(cfg);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    pthread_mutex_init(&svc->cfg_lock, NULL);
+    svc->cfg = cfgref_new(cfg);
+    if (!svc->cfg) {
+        config_free(cfg);
+        snprintf(err, errlen, "out of memory");
+        free(svc);
+        return NULL;
+    }
+    cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    svc->nworkers = cfg->workers ? (unsigned)cfg->workers : (unsigned)(cpus > 0 ? cpus : 1);
+    svc->max_batch = (unsigned)cfg->max_batch;
+    svc->shutdown_timeout_ms = cfg->shutdown_timeout;
+    svc->env.st = st;
+    svc->env.wl = wl;
+    svc->env.workers = svc->nworkers;
+    svc->env.started_ms = store_now_ms(st);
+    svc->env.counters_fn = sum_counters;
+    svc->env.counters_arg = svc;
+    svc->workers = calloc(svc->nworkers, sizeof *svc->workers);
+    svc->ctrsets = calloc(svc->nworkers + 1, sizeof *svc->ctrsets);
+    svc->in_ident = calloc(svc->max_batch, sizeof *svc->in_ident);
+    svc->in_payload = calloc(svc->max_batch, sizeof *svc->in_payload);
+    svc->zctx = zmq_ctx_new();
+    if (!svc->workers || !svc->ctrsets || !svc->zctx || !svc->in_ident || !svc->in_payload) {
+        snprintf(err, errlen, "out of memory");
+        service_destroy(svc);
+        return NULL;
+    }
+    svc->ctrsets[0] = &svc->ctr;
+    for (unsigned i = 0; i < svc->nworkers; i++)
+        svc->ctrsets[i + 1] = &svc->workers[i].ctr;
+    if (service_bind(svc, cfg, err, errlen) != MXC_OK || start_workers(svc, err, errlen) != MXC_OK) {
+        service_destroy(svc);
+        return NULL;
+    }
+    return svc;
+}
+
+static void stop_workers(struct service *svc)
+{
+    if (svc->stopped)
+        return;
+    svc->stopped = true;
+    for (unsigned i = 0; i < svc->nworkers; i++) {
+        struct worker *w = &svc->workers[i];
+        if (w->started) {
+            zmq_send(w->pair_main, "", 0, 0);
+            pthread_join(w->thread, NULL);
+            w->started = false;
+        }
+    }
+}
+
+void service_destroy(struct service *svc)
+{
+    if (!svc)
+        return;
+    if (svc->workers) {
+        stop_workers(svc);
+        for (unsigned i = 0; i < svc->nworkers; i++) {
+            struct worker *w = &svc->workers[i];
+            handler_destroy(w->handler);
+            if (w->pair_main)
+                zmq_close(w->pair_main);
+            if (w->pair_worker)
+                zmq_close(w->pair_worker);
+        }
+    }
+    if (svc->router)
+        zmq_close(svc->router);
+    if (svc->zctx)
+        zmq_ctx_term(svc->zctx);
+    cfgref_release(svc->cfg);
+    pthread_mutex_destroy(&svc->cfg_lock);
+    free(svc->workers);
+    free(svc->ctrsets);
+    free(svc->in_ident);
+    free(svc->in_payload);
+    free(svc);
+}
+
+/* discard_rest - drops the remaining frames of a message with a bad frame count. */
+static void discard_rest(void *sock)
+{
+    int more = 1;
+    size_t moresz = sizeof more;
+    zmq_msg_t m;
+
+    while (more) {
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, sock, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        zmq_msg_close(&m);
+        zmq_getsockopt(sock, ZMQ_RCVMORE, &more, &moresz);
+    }
+}
+
+static struct worker *least_busy(struct service *svc)
+{
+    struct worker *best = &svc->workers[0];
+    for (unsigned i = 1; i < svc->nworkers; i++)
+        if (svc->workers[i].inflight < best->inflight)
+            best = &svc->workers[i];
+    return best;
+}
+
+/* read_requests - moves up to max_batch waiting requests from the ROUTER to the workers. A
+ * message must be exactly (identity, payload): DEALER clients send one frame. */
+static void read_requests(struct service *svc)
+{
+    size_t n = 0, chunk;
+
+    while (n < svc->max_batch) {
+        zmq_msg_t *id = &svc->in_ident[n], *pl = &svc->in_payload[n];
+        zmq_msg_init(id);
+        if (zmq_msg_recv(id, svc->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(id);
+            break;
+        }
+        if (!zmq_msg_more(id)) {
+            zmq_msg_close(id);
+            ctr_add(&svc->ctr, CTR_BAD_FRAMES, 1);
+            continue;
+        }
+        zmq_msg_init(pl);
+        zmq_msg_recv(pl, svc->router, ZMQ_DONTWAIT);
+        if (zmq_msg_more(pl)) {
+            discard_rest(svc->router);
+            zmq_msg_close(id);
+            zmq_msg_close(pl);
+            ctr_add(&svc->ctr, CTR_BAD_FRAMES, 1);
+            continue;
+        }
+        n++;
+    }
+    if (n == 0)
+        return;
+    /* Split a burst across the workers so that they work on it in parallel; a small one goes
+     * whole to the least busy worker, which keeps rounds (and group commits) large. */
+    chunk = n >= 2 * (size_t)svc->nworkers ? (n + svc->nworkers - 1) / svc->nworkers : n;
+    for (size_t i = 0; i < n; i += chunk) {
+        size_t end = i + chunk < n ? i + chunk : n;
+        struct worker *w = least_busy(svc);
+        for (size_t j = i; j < end; j++) {
+            zmq_msg_send(&svc->in_ident[j], w->pair_main, ZMQ_SNDMORE);
+            zmq_msg_send(&svc->in_payload[j], w->pair_main, j + 1 < end ? ZMQ_SNDMORE : 0);
+        }
+        w->inflight += end - i;
+    }
+}
+
+/* forward_replies - sends every reply batch waiting from worker w to the clients. */
+static void forward_replies(struct service *svc, struct worker *w)
+{
+    zmq_msg_t id, rep;
+
+    for (;;) {
+        zmq_msg_init(&id);
+        if (zmq_msg_recv(&id, w->pair_main, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&id);
+            return;
+        }
+        zmq_msg_init(&rep);
+        zmq_msg_recv(&rep, w->pair_main, 0);
+        w->inflight--;
+        if (zmq_msg_size(&rep) == 0) {
+            zmq_msg_close(&id);
+            zmq_msg_close(&rep);
+            ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+            continue;
+        }
+        /* Robustness: a client that went away (EHOSTUNREACH) or stopped reading (EAGAIN at the
+         * high-water mark) loses its reply; the loop never blocks on one peer. */
+        if (zmq_msg_send(&id, svc->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&id);
+            zmq_msg_close(&rep);
+            ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+            continue;
+        }
+        if (zmq_msg_send(&rep, svc->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&rep);
+            ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+        }
+    }
+}
+
+static size_t total_inflight(const struct service *svc)
+{
+    size_t n = 0;
+    for (unsigned i = 0; i < svc->nworkers; i++)
+        n += svc->workers[i].inflight;
+    return n;
+}
+
+int service_run(struct service *svc, int sigfd,
+                enum service_signal_action (*on_signal)(void *arg, int signo), void *arg)
+{
+    size_t nitems = svc->nworkers + 2;
+    zmq_pollitem_t *items = calloc(nitems, sizeof *items);
+    bool draining = false;
+    uint64_t deadline = 0;
+    int rc = MXC_OK;
+
+    if (!items)
+        return MXC_ENOMEM;
+    items[0].fd = sigfd;
+    items[0].events = ZMQ_POLLIN;
+    items[1].socket = svc->router;
+    items[1].events = ZMQ_POLLIN;
+    for (unsigned i = 0; i < svc->nworkers; i++) {
+        items[i + 2].socket = svc->workers[i].pair_main;
+        items[i + 2].events = ZMQ_POLLIN;
+    }
+    for (;;) {
+        long timeout = -1;
+        if (draining) {
+            uint64_t now = mono_ms();
+            if (total_inflight(svc) == 0)
+                break;
+            if (now >= deadline) {
+                log_msg(LOG_WARNING, "SHUTDOWN", "unanswered=%zu error=\"shutdown timeout\"",
+                        total_inflight(svc));
+                rc = MXC_ETIMEDOUT;
+                break;
+            }
+            timeout = (long)(deadline - now);
+        }
+        if (zmq_poll(items, (int)nitems, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            log_msg(LOG_ERR, "POLL", "error=\"%s\"", zmq_strerror(errno));
+            rc = MXC_EIO;
+            break;
+        }
+        for (unsigned i = 0; i < svc->nworkers; i++)
+            if (items[i + 2].revents & ZMQ_POLLIN)
+                forward_replies(svc, &svc->workers[i]);
+        if (items[1].revents & ZMQ_POLLIN)
+            read_requests(svc);
+        if (items[0].revents & ZMQ_POLLIN) {
+            struct signalfd_siginfo si;
+            if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si && !draining &&
+                on_signal(arg, (int)si.ssi_signo) == SERVICE_STOP) {
+                draining = true;
+                deadline = mono_ms() + svc->shutdown_timeout_ms;
+                /* Stop taking new requests; the ones already read are answered. */
+                items[1].events = 0;
+                log_msg(LOG_INFO, "DRAIN", "inflight=%zu", total_inflight(svc));
+            }
+        }
+    }
+    free(items);
+    stop_workers(svc);
+    return rc;
+}

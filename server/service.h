@@ -1,0 +1,55 @@
+/* The request loop of mxcached: a ZeroMQ ROUTER socket bound to the configured endpoints, read by
+ * the main thread, and a pool of worker threads that handle requests in rounds.
+ *
+ * The main thread reads whatever requests are waiting (up to server.max_batch), hands them to the
+ * least busy worker as one multipart message of (peer identity, request) pairs, and sends back the
+ * replies that workers return, also in batches. A worker handles its batch as one round: all
+ * requests, one group commit of their writes (WAL synced), then all replies. Every request gets
+ * exactly one reply.
+ *
+ * Shutdown (service_run returns): the main thread stops reading new requests, waits until every
+ * request handed to a worker has been answered (at most server.shutdown_timeout), stops the
+ * workers and returns; the caller then closes the store.
+ *
+ * SECURITY: binds the endpoints in the config (loopback and ipc by default). Requests are hostile
+ * input; frames are counted and bounded (ZMQ_MAXMSGSIZE) before a worker decodes them. Transport
+ * security (CURVE) will be set on the ROUTER socket in service_bind, the one place sockets are made. */
+#ifndef MXCACHED_SERVICE_H
+#define MXCACHED_SERVICE_H
+
+#include <stddef.h>
+
+#include "config.h"
+#include "store.h"
+#include "whitelist.h"
+
+struct service;
+
+/* service_create - binds every endpoint of cfg->listen and starts the workers. Takes ownership of
+ * cfg (also on failure). st and wl are borrowed and must outlive the service. Returns NULL with a
+ * message in err when an endpoint cannot be bound or a thread cannot start. */
+struct service *service_create(struct config *cfg, store *st, struct whitelist *wl, char *err,
+                               size_t errlen);
+
+/* Actions of a signal callback. */
+enum service_signal_action { SERVICE_CONTINUE, SERVICE_STOP };
+
+/* service_run - runs the loop until on_signal (called in the main thread for each signal read
+ * from sigfd, a signalfd) returns SERVICE_STOP, then drains as described above. Returns 0, or
+ * MXC_ETIMEDOUT when requests were still unanswered at the shutdown deadline. */
+int service_run(struct service *svc, int sigfd,
+                enum service_signal_action (*on_signal)(void *arg, int signo), void *arg);
+
+/* service_reload - makes cfg (ownership taken) the config of the next rounds; rounds in progress
+ * finish with the config they started with. Thread-safe. */
+void service_reload(struct service *svc, struct config *cfg);
+
+/* service_config - the current config (borrowed; valid until the next service_reload from the
+ * caller's own thread). */
+const struct config *service_config(struct service *svc);
+
+/* service_destroy - stops and joins the workers if service_run did not, closes the sockets.
+ * NULL-safe. */
+void service_destroy(struct service *svc);
+
+#endif

@@ -1,0 +1,657 @@
+/* Integration tests of mxcached: the real daemon binary ($MXCACHED) with a real RocksDB in a
+ * temporary directory, driven through libmxcache over ipc and loopback tcp, and through raw
+ * ZeroMQ sockets for requests that libmxcache would never send. */
+#include <check.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "mxcache.h"
+#include "store.h"
+#include "wire.h"
+
+#define READY_TIMEOUT_MS 15000
+#define STOP_TIMEOUT_MS 20000
+
+static char dir[256];
+static char ipc_ep[300];
+static char cfg_path[300];
+static char log_path[300];
+static pid_t daemon_pid;
+
+static void sleep_ms(long ms)
+{
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static long now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void write_config(const char *policy_extra)
+{
+    FILE *f = fopen(cfg_path, "w");
+    ck_assert_ptr_nonnull(f);
+    fprintf(f,
+            "server: { listen = [\"%s\"]; workers = 2; max_request_size = \"4K\"; };\n"
+            "store: { path = \"%s/db\"; sync = true; };\n"
+            "log: { target = \"stderr\"; level = \"info\"; };\n"
+            "policy: { %s };\n",
+            ipc_ep, dir, policy_extra ? policy_extra : "");
+    fclose(f);
+}
+
+static mxc_client *client(void)
+{
+    const char *eps[] = {ipc_ep};
+    char err[256];
+    mxc_client *c = mxc_client_create(eps, 1, NULL, err, sizeof err);
+    ck_assert_msg(c != NULL, "client: %s", err);
+    return c;
+}
+
+static int call(mxc_client *c, Mxcache__Request *req, Mxcache__Reply **rep)
+{
+    return mxc_call(c, req, 3000, rep);
+}
+
+static int stats_ok(mxc_client *c)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__StatsRequest sr = MXCACHE__STATS_REQUEST__INIT;
+    Mxcache__Reply *rep = NULL;
+    req.body_case = MXCACHE__REQUEST__BODY_STATS;
+    req.stats = &sr;
+    int rc = mxc_call(c, &req, 300, &rep);
+    mxc_reply_free(rep);
+    return rc == MXC_OK;
+}
+
+static void start_daemon(void)
+{
+    const char *bin = getenv("MXCACHED");
+    ck_assert_msg(bin != NULL, "MXCACHED not set");
+    daemon_pid = fork();
+    ck_assert_int_ge(daemon_pid, 0);
+    if (daemon_pid == 0) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        dup2(fd, 2);
+        execl(bin, "mxcached", "--config", cfg_path, "--foreground", (char *)NULL);
+        _exit(127);
+    }
+    mxc_client *c = client();
+    long deadline = now_ms() + READY_TIMEOUT_MS;
+    while (!stats_ok(c)) {
+        ck_assert_msg(now_ms() < deadline, "mxcached did not become ready");
+        ck_assert_int_eq(waitpid(daemon_pid, NULL, WNOHANG), 0);
+    }
+    mxc_client_destroy(c);
+}
+
+/* stop_daemon - sends sig and returns the exit status (or -signal). */
+static int stop_daemon(int sig)
+{
+    int status;
+    long deadline = now_ms() + STOP_TIMEOUT_MS;
+    kill(daemon_pid, sig);
+    while (waitpid(daemon_pid, &status, WNOHANG) == 0) {
+        if (now_ms() > deadline) {
+            kill(daemon_pid, SIGKILL);
+            waitpid(daemon_pid, &status, 0);
+            ck_abort_msg("mxcached did not stop on signal %d", sig);
+        }
+        sleep_ms(20);
+    }
+    daemon_pid = 0;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+}
+
+static void setup(void)
+{
+    strcpy(dir, "/tmp/mxcache-svc-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    snprintf(ipc_ep, sizeof ipc_ep, "ipc://%s/mxcached.sock", dir);
+    snprintf(cfg_path, sizeof cfg_path, "%s/mxcached.conf", dir);
+    snprintf(log_path, sizeof log_path, "%s/mxcached.log", dir);
+    write_config(NULL);
+    start_daemon();
+}
+
+static void teardown(void)
+{
+    char cmd[300];
+    if (daemon_pid > 0)
+        stop_daemon(SIGKILL);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "cannot remove %s\n", dir);
+}
+
+/* ---- request helpers ---- */
+
+static Mxcache__Reply *check(mxc_client *c, const char *ip, const char *name, const char *sender,
+                             const char *rcpt)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__CheckRequest q = MXCACHE__CHECK_REQUEST__INIT;
+    Mxcache__Reply *rep = NULL;
+    q.client_address = (char *)ip;
+    q.client_name = (char *)name;
+    q.sender = (char *)sender;
+    q.recipient = (char *)rcpt;
+    q.protocol_state = "RCPT";
+    q.mx_name = "mx01.test";
+    req.body_case = MXCACHE__REQUEST__BODY_CHECK;
+    req.check = &q;
+    int rc = call(c, &req, &rep);
+    ck_assert_msg(rc == MXC_OK, "check: %s", mxc_client_error(c));
+    ck_assert_int_eq(rep->body_case, MXCACHE__REPLY__BODY_CHECK);
+    return rep;
+}
+
+static int wl_add(mxc_client *c, const char *kind, const char *value, uint64_t ttl_ms,
+                  Mxcache__Reply **out)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__WhitelistAddRequest q = MXCACHE__WHITELIST_ADD_REQUEST__INIT;
+    Mxcache__Reply *rep = NULL;
+    ck_assert_int_eq(wire_wlkind_parse(kind, &q.kind), 0);
+    q.value = (char *)value;
+    q.comment = "test";
+    q.ttl_ms = ttl_ms;
+    req.body_case = MXCACHE__REQUEST__BODY_WHITELIST_ADD;
+    req.whitelist_add = &q;
+    int rc = call(c, &req, &rep);
+    if (out)
+        *out = rep;
+    else
+        mxc_reply_free(rep);
+    return rc;
+}
+
+static bool get_found(mxc_client *c, Mxcache__Keyspace ks, const char *key)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__GetRequest q = MXCACHE__GET_REQUEST__INIT;
+    Mxcache__Reply *rep = NULL;
+    q.keyspace = ks;
+    q.key = (char *)key;
+    req.body_case = MXCACHE__REQUEST__BODY_GET;
+    req.get = &q;
+    ck_assert_int_eq(call(c, &req, &rep), MXC_OK);
+    ck_assert_int_eq(rep->body_case, MXCACHE__REPLY__BODY_GET);
+    bool found = rep->get->found;
+    mxc_reply_free(rep);
+    return found;
+}
+
+static uint64_t counter(mxc_client *c, const char *name)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__StatsRequest sr = MXCACHE__STATS_REQUEST__INIT;
+    Mxcache__Reply *rep = NULL;
+    uint64_t v = UINT64_MAX;
+    req.body_case = MXCACHE__REQUEST__BODY_STATS;
+    req.stats = &sr;
+    ck_assert_int_eq(call(c, &req, &rep), MXC_OK);
+    for (size_t i = 0; i < rep->stats->n_counters; i++)
+        if (strcmp(rep->stats->counters[i]->name, name) == 0)
+            v = rep->stats->counters[i]->value;
+    mxc_reply_free(rep);
+    ck_assert_msg(v != UINT64_MAX, "no counter %s", name);
+    return v;
+}
+
+static int log_contains(const char *needle)
+{
+    char buf[65536];
+    FILE *f = fopen(log_path, "r");
+    size_t n;
+    if (!f)
+        return 0;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return strstr(buf, needle) != NULL;
+}
+
+/* ---- tests ---- */
+
+START_TEST(test_default_answer_and_whitelists)
+{
+    mxc_client *c = client();
+    Mxcache__Reply *rep = check(c, "192.0.2.77", "unknown", "a@example.org", "b@example.net");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DUNNO);
+    ck_assert_str_eq(rep->check->rule, "default");
+    mxc_reply_free(rep);
+
+    Mxcache__Reply *added = NULL;
+    ck_assert_int_eq(wl_add(c, "client", "192.0.2.9/24", 0, &added), MXC_OK);
+    ck_assert_str_eq(added->whitelist_add->entry->key, "client:192.0.2.0/24");
+    mxc_reply_free(added);
+    ck_assert_int_eq(wl_add(c, "client", "2001:db8:1::5/48", 0, NULL), MXC_OK);
+    ck_assert_int_eq(wl_add(c, "client_name", "Mail.Example.COM.", 0, NULL), MXC_OK);
+    ck_assert_int_eq(wl_add(c, "sender", "lists.example.org", 0, NULL), MXC_OK);
+    ck_assert_int_eq(wl_add(c, "recipient", "Postmaster@Example.NET", 0, NULL), MXC_OK);
+
+    static const struct {
+        const char *ip, *name, *sender, *rcpt, *rule, *matched;
+    } cases[] = {
+        {"192.0.2.200", "unknown", "x@y.test", "u@example.net", "whitelist", "client:192.0.2.0/24"},
+        {"::ffff:192.0.2.1", "unknown", "x@y.test", "u@example.net", "whitelist", "client:192.0.2.0/24"},
+        {"192.0.3.1", "unknown", "x@y.test", "u@example.net", "default", ""},
+        {"2001:db8:1:ff::1", "unknown", "x@y.test", "u@example.net", "whitelist", "client:2001:db8:1::/48"},
+        {"2001:db8:2::1", "unknown", "x@y.test", "u@example.net", "default", ""},
+        {"198.51.100.1", "out.mail.example.com", "x@y.test", "u@example.net", "whitelist", "client_name:mail.example.com"},
+        {"198.51.100.1", "mail.example.com.evil.test", "x@y.test", "u@example.net", "default", ""},
+        {"198.51.100.1", "unknown", "news@bounce.lists.example.org", "u@example.net", "whitelist", "sender:lists.example.org"},
+        {"198.51.100.1", "unknown", "x@notlists.example.org", "u@example.net", "default", ""},
+        {"198.51.100.1", "unknown", "", "POSTMASTER@example.net", "whitelist", "recipient:postmaster@example.net"},
+        {"198.51.100.1", "unknown", "", "other@example.net", "default", ""},
+        {"not-an-ip", "unknown", "bad address", "also bad", "default", ""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rep = check(c, cases[i].ip, cases[i].name, cases[i].sender, cases[i].rcpt);
+        ck_assert_msg(strcmp(rep->check->rule, cases[i].rule) == 0, "case %zu: rule %s", i, rep->check->rule);
+        if (*cases[i].matched)
+            ck_assert_str_eq(rep->check->text, cases[i].matched);
+        ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DUNNO);
+        mxc_reply_free(rep);
+    }
+
+    /* Hostile or malformed values are refused with a reason, and nothing is stored. */
+    static const char *const bad[][2] = {
+        {"client", "192.0.2.1/33"}, {"client", "300.1.1.1"}, {"client", "192.0.2.1/"},
+        {"client_name", "bad_name.example"}, {"client_name", "-lead.example"},
+        {"sender", "a b@example.com"}, {"sender", "x@exa\r\nmple.com"}, {"recipient", "@example.com"},
+        {"recipient", ""},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        Mxcache__Reply *r = NULL;
+        ck_assert_msg(wl_add(c, bad[i][0], bad[i][1], 0, &r) == MXC_ESERVER, "bad case %zu accepted", i);
+        ck_assert_int_eq(r->error->code, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT);
+        mxc_reply_free(r);
+    }
+    ck_assert_uint_eq(counter(c, "decisions_rule_whitelist"), 6);
+    ck_assert_uint_eq(counter(c, "requests_check"), 13);
+    mxc_client_destroy(c);
+}
+END_TEST
+
+/* raw_request - sends frames on a DEALER socket and returns the reply (or NULL after timeout). */
+static Mxcache__Reply *raw_request(const void *data, size_t len, int nframes)
+{
+    void *ctx = zmq_ctx_new();
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int linger = 0, tmo = 2000;
+    zmq_setsockopt(s, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_setsockopt(s, ZMQ_RCVTIMEO, &tmo, sizeof tmo);
+    ck_assert_int_eq(zmq_connect(s, ipc_ep), 0);
+    for (int i = 1; i < nframes; i++)
+        zmq_send(s, "x", 1, ZMQ_SNDMORE);
+    zmq_send(s, data, len, 0);
+    Mxcache__Reply *rep = NULL;
+    zmq_msg_t m;
+    zmq_msg_init(&m);
+    if (zmq_msg_recv(&m, s, 0) >= 0)
+        rep = wire_reply_unpack(zmq_msg_data(&m), zmq_msg_size(&m));
+    zmq_msg_close(&m);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return rep;
+}
+
+static size_t pack_check(uint32_t version, uint64_t id, const char *recipient, uint8_t **buf)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__CheckRequest q = MXCACHE__CHECK_REQUEST__INIT;
+    size_t len;
+    req.version = version;
+    req.id = id;
+    q.recipient = (char *)recipient;
+    q.client_address = "192.0.2.1";
+    req.body_case = MXCACHE__REQUEST__BODY_CHECK;
+    req.check = &q;
+    ck_assert_int_eq(wire_request_pack(&req, buf, &len), 0);
+    return len;
+}
+
+START_TEST(test_bad_requests_get_error_replies)
+{
+    mxc_client *c = client();
+    uint8_t *buf;
+    size_t len;
+    Mxcache__Reply *rep;
+
+    /* Garbage: error reply, id 0 (nothing to read it from). */
+    rep = raw_request("\xff\xff\xff\xff\xff", 5, 1);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->body_case, MXCACHE__REPLY__BODY_ERROR);
+    ck_assert_int_eq(rep->error->code, MXCACHE__ERROR_CODE__ERROR_MALFORMED);
+    mxcache__reply__free_unpacked(rep, NULL);
+
+    /* A valid prefix cut short: malformed, but the id is read from the prefix. */
+    len = pack_check(WIRE_VERSION, 4242, "someone@example.com", &buf);
+    rep = raw_request(buf, len - 3, 1);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->error->code, MXCACHE__ERROR_CODE__ERROR_MALFORMED);
+    ck_assert_uint_eq(rep->id, 4242);
+    mxcache__reply__free_unpacked(rep, NULL);
+    free(buf);
+
+    /* Wrong protocol version. */
+    len = pack_check(99, 77, "someone@example.com", &buf);
+    rep = raw_request(buf, len, 1);
+    ck_assert_int_eq(rep->error->code, MXCACHE__ERROR_CODE__ERROR_VERSION);
+    ck_assert_uint_eq(rep->id, 77);
+    mxcache__reply__free_unpacked(rep, NULL);
+    free(buf);
+
+    /* Over max_request_size (4K here) but under the transport limit: TOO_LARGE with its id. */
+    char big[6000];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    len = pack_check(WIRE_VERSION, 99, big, &buf);
+    rep = raw_request(buf, len, 1);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->error->code, MXCACHE__ERROR_CODE__ERROR_TOO_LARGE);
+    ck_assert_uint_eq(rep->id, 99);
+    mxcache__reply__free_unpacked(rep, NULL);
+    free(buf);
+
+    /* A field over its own limit inside an acceptable request. */
+    char longrcpt[1000];
+    memset(longrcpt, 'b', sizeof longrcpt - 1);
+    longrcpt[sizeof longrcpt - 1] = '\0';
+    len = pack_check(WIRE_VERSION, 5, longrcpt, &buf);
+    rep = raw_request(buf, len, 1);
+    ck_assert_int_eq(rep->error->code, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT);
+    mxcache__reply__free_unpacked(rep, NULL);
+    free(buf);
+
+    /* Three frames: not our framing; dropped without a reply, counted. */
+    len = pack_check(WIRE_VERSION, 6, "x@example.com", &buf);
+    rep = raw_request(buf, len, 2);
+    ck_assert_ptr_null(rep);
+    free(buf);
+
+    /* The daemon kept serving, and counted each case. */
+    rep = check(c, "192.0.2.1", "unknown", "", "x@example.com");
+    ck_assert_str_eq(rep->check->rule, "default");
+    mxc_reply_free(rep);
+    ck_assert_uint_eq(counter(c, "requests_malformed"), 2);
+    ck_assert_uint_eq(counter(c, "requests_bad_version"), 1);
+    ck_assert_uint_eq(counter(c, "requests_too_large"), 1);
+    ck_assert_uint_eq(counter(c, "requests_invalid_argument"), 1);
+    ck_assert_uint_eq(counter(c, "messages_bad_framing"), 1);
+    mxc_client_destroy(c);
+}
+END_TEST
+
+/* Every whitelist entry that a client saw acknowledged survives SIGKILL right after the reply. */
+START_TEST(test_acknowledged_writes_survive_sigkill)
+{
+    char value[64], key[80];
+    for (int round = 0; round < 3; round++) {
+        mxc_client *c = client();
+        for (int i = 0; i < 20; i++) {
+            snprintf(value, sizeof value, "10.%d.%d.0/24", round, i);
+            ck_assert_int_eq(wl_add(c, "client", value, 0, NULL), MXC_OK);
+        }
+        mxc_client_destroy(c);
+        ck_assert_int_eq(stop_daemon(SIGKILL), -SIGKILL);
+        start_daemon();
+        c = client();
+        for (int r = 0; r <= round; r++)
+            for (int i = 0; i < 20; i++) {
+                snprintf(key, sizeof key, "client:10.%d.%d.0/24", r, i);
+                ck_assert_msg(get_found(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, key), "lost %s", key);
+            }
+        /* ... and the restarted daemon mirrors them into its whitelist. */
+        Mxcache__Reply *rep = check(c, "10.0.3.9", "unknown", "", "x@example.com");
+        ck_assert_str_eq(rep->check->rule, "whitelist");
+        mxc_reply_free(rep);
+        mxc_client_destroy(c);
+    }
+}
+END_TEST
+
+struct count_ctx {
+    size_t n;
+};
+
+static int count_one(void *arg, const char *k, size_t kl, const char *v, size_t vl)
+{
+    (void)k, (void)kl, (void)v, (void)vl;
+    ((struct count_ctx *)arg)->n++;
+    return 0;
+}
+
+static size_t on_disk(void)
+{
+    struct store_options so = {0};
+    char path[300], err[256];
+    struct count_ctx cc = {0};
+    snprintf(path, sizeof path, "%s/db", dir);
+    so.path = path;
+    so.block_cache_bytes = 1 << 20;
+    so.write_buffer_bytes = 1 << 20;
+    so.max_background_jobs = 1;
+    store *st = store_open(&so, err, sizeof err);
+    ck_assert_msg(st != NULL, "%s", err);
+    ck_assert_int_eq(store_scan(st, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, NULL, 0, NULL, 0, true,
+                                count_one, &cc, err, sizeof err), 0);
+    store_close(st);
+    return cc.n;
+}
+
+/* The issue's "done when": an entry with a 2-second lifetime vanishes from get after it expires
+ * and from disk after compact; a permanent entry survives SIGTERM and restart. */
+START_TEST(test_expiry_compaction_and_restart)
+{
+    mxc_client *c = client();
+    ck_assert_int_eq(wl_add(c, "sender", "short.example", 2000, NULL), MXC_OK);
+    ck_assert_int_eq(wl_add(c, "sender", "long.example", 0, NULL), MXC_OK);
+    ck_assert(get_found(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, "sender:short.example"));
+    Mxcache__Reply *rep = check(c, "192.0.2.1", "unknown", "a@short.example", "x@example.com");
+    ck_assert_str_eq(rep->check->rule, "whitelist");
+    mxc_reply_free(rep);
+    sleep_ms(2300);
+    ck_assert(!get_found(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, "sender:short.example"));
+    rep = check(c, "192.0.2.1", "unknown", "a@short.example", "x@example.com");
+    ck_assert_str_eq(rep->check->rule, "default");
+    mxc_reply_free(rep);
+    mxc_client_destroy(c);
+
+    /* Still on disk before compaction ... */
+    ck_assert_int_eq(stop_daemon(SIGTERM), 0);
+    ck_assert(log_contains("EXIT result=clean"));
+    ck_assert_uint_eq(on_disk(), 2);
+    start_daemon();
+    c = client();
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__CompactRequest cq = MXCACHE__COMPACT_REQUEST__INIT;
+    req.body_case = MXCACHE__REQUEST__BODY_COMPACT;
+    req.compact = &cq;
+    ck_assert_int_eq(call(c, &req, &rep), MXC_OK);
+    ck_assert_int_eq(rep->body_case, MXCACHE__REPLY__BODY_COMPACT);
+    mxc_reply_free(rep);
+    ck_assert(get_found(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, "sender:long.example"));
+    mxc_client_destroy(c);
+    ck_assert_int_eq(stop_daemon(SIGTERM), 0);
+    /* ... and gone after it, while the permanent entry stays. */
+    ck_assert_uint_eq(on_disk(), 1);
+    start_daemon();
+    c = client();
+    ck_assert(get_found(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, "sender:long.example"));
+    mxc_client_destroy(c);
+}
+END_TEST
+
+START_TEST(test_sighup_reload)
+{
+    mxc_client *c = client();
+    Mxcache__Reply *rep;
+
+    write_config("default_action = \"defer\"; default_code = 451; default_status = \"4.7.1\"; "
+                 "default_text = \"Try again later\";");
+    kill(daemon_pid, SIGHUP);
+    long deadline = now_ms() + 10000;
+    for (;;) {
+        rep = check(c, "192.0.2.1", "unknown", "", "x@example.com");
+        if (rep->check->action == MXCACHE__ACTION__ACTION_DEFER)
+            break;
+        mxc_reply_free(rep);
+        ck_assert_msg(now_ms() < deadline, "reload not applied");
+        sleep_ms(50);
+    }
+    ck_assert_uint_eq(rep->check->smtp_code, 451);
+    ck_assert_str_eq(rep->check->enhanced_status, "4.7.1");
+    ck_assert_str_eq(rep->check->text, "Try again later");
+    mxc_reply_free(rep);
+
+    /* A config with errors is refused and the running one stays. */
+    write_config("default_action = \"reject\"; default_code = 450;");
+    kill(daemon_pid, SIGHUP);
+    deadline = now_ms() + 10000;
+    while (!log_contains("result=refused")) {
+        ck_assert_msg(now_ms() < deadline, "refusal not logged");
+        sleep_ms(50);
+    }
+    rep = check(c, "192.0.2.1", "unknown", "", "x@example.com");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DEFER);
+    mxc_reply_free(rep);
+    mxc_client_destroy(c);
+}
+END_TEST
+
+START_TEST(test_failover_from_unreachable_endpoint)
+{
+    char err[256];
+    struct mxc_options opt;
+    mxc_options_init(&opt);
+    opt.timeout_ms = 3000;
+    opt.failover_ms = 200;
+    /* Port 9 (discard) on loopback: nobody listens there in a test environment. */
+    const char *eps[] = {"tcp://127.0.0.1:9", ipc_ep};
+    mxc_client *c = mxc_client_create(eps, 2, &opt, err, sizeof err);
+    ck_assert_ptr_nonnull(c);
+    long t0 = now_ms();
+    ck_assert(stats_ok(c) || stats_ok(c));
+    ck_assert_msg(now_ms() - t0 < 3000, "failover took too long");
+    ck_assert_str_eq(mxc_current_endpoint(c), ipc_ep);
+    mxc_client_destroy(c);
+
+    /* Nothing reachable: a bounded wait, then MXC_ETIMEDOUT. */
+    const char *dead[] = {"tcp://127.0.0.1:9"};
+    opt.timeout_ms = 300;
+    c = mxc_client_create(dead, 1, &opt, err, sizeof err);
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__StatsRequest sr = MXCACHE__STATS_REQUEST__INIT;
+    Mxcache__Reply *rep = NULL;
+    req.body_case = MXCACHE__REQUEST__BODY_STATS;
+    req.stats = &sr;
+    t0 = now_ms();
+    ck_assert_int_eq(mxc_call(c, &req, 0, &rep), MXC_ETIMEDOUT);
+    ck_assert_ptr_null(rep);
+    ck_assert_msg(now_ms() - t0 < 2300, "timeout not bounded");
+    mxc_client_destroy(c);
+}
+END_TEST
+
+struct async_ctx {
+    int ok, failed;
+};
+
+static void on_reply(void *arg, int status, const Mxcache__Reply *rep)
+{
+    struct async_ctx *ac = arg;
+    if (status == MXC_OK && rep->body_case == MXCACHE__REPLY__BODY_CHECK)
+        ac->ok++;
+    else
+        ac->failed++;
+}
+
+START_TEST(test_many_in_flight)
+{
+    mxc_client *c = client();
+    struct async_ctx ac = {0};
+    enum { N = 2000 };
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__CheckRequest q = MXCACHE__CHECK_REQUEST__INIT;
+    char rcpt[64];
+    q.client_address = "192.0.2.1";
+    q.recipient = rcpt;
+    req.body_case = MXCACHE__REQUEST__BODY_CHECK;
+    req.check = &q;
+    for (int i = 0; i < N; i++) {
+        snprintf(rcpt, sizeof rcpt, "user%d@example.com", i);
+        ck_assert_int_eq(mxc_submit(c, &req, 10000, on_reply, &ac, NULL), MXC_OK);
+    }
+    long deadline = now_ms() + 20000;
+    while (ac.ok + ac.failed < N && now_ms() < deadline) {
+        zmq_pollitem_t items[4];
+        int n = mxc_pollitems(c, items, 4);
+        zmq_poll(items, n, 100);
+        mxc_dispatch(c);
+    }
+    ck_assert_int_eq(ac.ok, N);
+    ck_assert_int_eq(ac.failed, 0);
+    mxc_client_destroy(c);
+}
+END_TEST
+
+START_TEST(test_check_config_reports_lines)
+{
+    char cmd[700], out[2048];
+    FILE *f = fopen(cfg_path, "w");
+    fprintf(f, "server: {\n  workers = 1;\n  bogus = 3;\n};\nstore: { sync = \"maybe\"; };\n");
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s --check-config --config %s 2>&1; echo exit=$?", getenv("MXCACHED"), cfg_path);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    pclose(p);
+    out[n] = '\0';
+    char want[400];
+    snprintf(want, sizeof want, "%s:3:", cfg_path);
+    ck_assert_msg(strstr(out, want) != NULL, "no line 3 error in: %s", out);
+    snprintf(want, sizeof want, "%s:5:", cfg_path);
+    ck_assert_msg(strstr(out, want) != NULL, "no line 5 error in: %s", out);
+    ck_assert_msg(strstr(out, "exit=1") != NULL, "exit status: %s", out);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("service");
+    TCase *tc = tcase_create("mxcached");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_default_answer_and_whitelists);
+    tcase_add_test(tc, test_bad_requests_get_error_replies);
+    tcase_add_test(tc, test_acknowledged_writes_survive_sigkill);
+    tcase_add_test(tc, test_expiry_compaction_and_restart);
+    tcase_add_test(tc, test_sighup_reload);
+    tcase_add_test(tc, test_failover_from_unreachable_endpoint);
+    tcase_add_test(tc, test_many_in_flight);
+    tcase_add_test(tc, test_check_config_reports_lines);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,226 @@
+#!/bin/bash
+# Golden-file test of mxcachectl against a real mxcached.
+#
+# Usage: test_cli.sh MXCACHED MXCACHECTL CLI_DIR
+#   Starts mxcached on an ipc:// socket in a temporary directory, runs a scripted mxcachectl
+#   session, writes each step's command line, stdout, stderr (prefixed "stderr: ") and exit code
+#   into one transcript, replaces what varies between runs (times, durations, byte counts, uptime,
+#   version, counters, temporary paths) and compares the result with CLI_DIR/expected.txt.
+#   On a difference it prints the diff and exits 1.
+#
+#   UPDATE_GOLDEN=1 test_cli.sh ...   writes the normalized transcript to CLI_DIR/expected.txt
+#                                     instead (check it by eye before keeping it).
+#   KEEP_TMP=1                        leaves the temporary directory for inspection.
+#
+# The daemon is stopped by its PID (SIGTERM, then SIGKILL after 10 s) and the temporary directory
+# removed when the script exits, whatever the reason.
+set -eu
+
+if [ $# -ne 3 ]; then
+    echo "usage: $0 MXCACHED MXCACHECTL CLI_DIR" >&2
+    exit 2
+fi
+MXCACHED=$1
+CTL=$2
+CLI_DIR=$3
+GOLDEN=$CLI_DIR/expected.txt
+
+export LC_ALL=C TZ=UTC
+unset MXCACHE_SERVER
+
+# Robustness: an ipc:// path must fit in sun_path (108 bytes); fall back to /tmp for a long TMPDIR.
+base=${TMPDIR:-/tmp}
+[ "${#base}" -le 60 ] || base=/tmp
+TMP=$(mktemp -d "$base/mxcli.XXXXXX")
+PID=
+
+stop_daemon() {
+    [ -n "$PID" ] || return 0
+    kill -TERM "$PID" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$PID" 2>/dev/null; then
+        echo "test_cli: mxcached (pid $PID) did not stop on SIGTERM; killing it" >&2
+        kill -KILL "$PID" 2>/dev/null || true
+    fi
+    wait "$PID" 2>/dev/null || true
+    PID=
+}
+
+cleanup() {
+    stop_daemon
+    if [ "${KEEP_TMP:-0}" = 1 ]; then
+        echo "test_cli: kept $TMP" >&2
+    else
+        rm -rf "$TMP"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 1' HUP INT TERM
+
+EP="ipc://$TMP/mxcached.sock"
+cat >"$TMP/mxcached.conf" <<EOF
+server: { listen = ["$EP"]; workers = 1; };
+store: { path = "$TMP/db"; sync = true; };
+log: { target = "stderr"; level = "warning"; };
+admin: { list_page_size = 2; list_page_max = 2; flush_batch = 2; };
+EOF
+
+"$MXCACHED" --config "$TMP/mxcached.conf" --foreground 2>"$TMP/mxcached.log" &
+PID=$!
+
+# Wait (at most about 10 s) until the service answers.
+ready=0
+for _ in $(seq 1 50); do
+    if ! kill -0 "$PID" 2>/dev/null; then
+        rc=0
+        wait "$PID" || rc=$?
+        PID=
+        echo "test_cli: mxcached exited with status $rc during startup; its log:" >&2
+        cat "$TMP/mxcached.log" >&2
+        exit 1
+    fi
+    if "$CTL" --server "$EP" --timeout 200ms stats >/dev/null 2>&1; then
+        ready=1
+        break
+    fi
+    sleep 0.2
+done
+if [ "$ready" != 1 ]; then
+    echo "test_cli: mxcached did not answer within 10 s; its log:" >&2
+    cat "$TMP/mxcached.log" >&2
+    exit 1
+fi
+
+# Every step of the session talks to our daemon through $MXCACHE_SERVER (which also tests it).
+export MXCACHE_SERVER=$EP
+OUT=$TMP/transcript
+
+# quote ARGS... - the arguments as a shell would need them (single quotes where needed).
+quote() {
+    local a out=
+    for a in "$@"; do
+        case $a in
+        *[[:cntrl:]]*) printf -v a '%q' "$a" ;;
+        '' | *[!A-Za-z0-9@%+=:,./_-]*) a="'$a'" ;;
+        esac
+        out="$out${out:+ }$a"
+    done
+    printf '%s' "$out"
+}
+
+# step [ARGS...] - runs mxcachectl ARGS with stdin from /dev/null (no terminal) and records it.
+step() {
+    local rc=0
+    printf '$ mxcachectl %s\n' "$(quote "$@")" >>"$OUT"
+    "$CTL" "$@" </dev/null >"$TMP/stdout" 2>"$TMP/stderr" || rc=$?
+    cat "$TMP/stdout" >>"$OUT"
+    sed 's/^/stderr: /' "$TMP/stderr" >>"$OUT"
+    printf '[exit %d]\n\n' "$rc" >>"$OUT"
+    if ! kill -0 "$PID" 2>/dev/null; then
+        rc=0
+        wait "$PID" || rc=$?
+        PID=
+        echo "test_cli: mxcached exited with status $rc during: mxcachectl $(quote "$@")" >&2
+        echo "test_cli: transcript so far:" >&2
+        cat "$OUT" >&2
+        echo "test_cli: mxcached log:" >&2
+        cat "$TMP/mxcached.log" >&2
+        exit 1
+    fi
+}
+
+: >"$OUT"
+step stats
+step --json stats
+step whitelist add client 192.0.2.7/24 --comment "documentation net"
+step whitelist add sender Example.COM
+step --json whitelist add recipient postmaster@Example.NET --ttl 30d --comment "abuse desk"
+step whitelist add client 300.1.2.3
+step whitelist add client_name mx.example.org --ttl 12h
+step whitelist add client 198.51.100.1 --comment "$(printf 'tab\there, escape \033[31mred')"
+step whitelist list
+step whitelist list client
+step --server tcp://127.0.0.1:1 --server "$EP" whitelist list sender
+step --json whitelist list
+step get whitelist client:192.0.2.0/24
+step get whitelist client:192.0.2.0/24 --json
+step get whitelist client:198.51.100.0/24
+step get verify nobody@example.com
+step list whitelist --limit 2
+step list whitelist --after client_name:mx.example.org
+step list whitelist --prefix sender:
+step --json list whitelist --prefix recipient:
+step list verify
+step get nokeyspace foo
+step frobnicate
+step stats extra
+step list verify --bogus
+step whitelist add any 192.0.2.1
+step whitelist add client 192.0.2.1 --ttl soon
+step --timeout 0 stats
+step flush whitelist
+step flush all
+step flush greylist --state positive
+step flush whitelist --dry-run
+step --json flush ALL --dry-run
+step --json whitelist del sender Example.com
+step whitelist del sender example.com
+step delete whitelist recipient:postmaster@example.net
+step delete whitelist recipient:postmaster@example.net
+step flush whitelist --yes
+step list whitelist
+step whitelist list
+step flush ALL --yes --json
+step compact
+step --json compact verify
+step --server tcp://127.0.0.1:1 --timeout 300ms stats
+step help
+step help flush
+step get --help
+step whitelist --help
+step help nosuchcommand
+
+# What varies between runs: times, spans, sizes, uptime, version, counters, the temp dir.
+normalize() {
+    sed -E \
+        -e "s|$TMP|<TMP>|g" \
+        -e 's/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z/<TIME>/g' \
+        -e 's/"([a-z_]+)_ms":[1-9][0-9]*/"\1_ms":<MS>/g' \
+        -e 's/"duration_ms":[0-9]+/"duration_ms":<MS>/g' \
+        -e 's/"(uptime_s|keys_estimate|disk_bytes|disk_bytes_before|disk_bytes_after)":[0-9]+/"\1":<N>/g' \
+        -e 's/"version":"[^"]*"/"version":"<VERSION>"/g' \
+        -e 's/"counters":\{[^}]*\}/"counters":{<COUNTERS>}/g' \
+        -e 's/^(version|uptime|duration) +.*/\1  <VARIES>/' \
+        -e 's/^(disk_bytes_before|disk_bytes_after) +[0-9]+$/\1  <N>/' \
+        -e 's/^(verify|greylist|awl|whitelist) +[0-9]+ +[0-9]+$/\1  <N>  <N>/' \
+        "$1" |
+        awk '
+            # The counters table: keep its header, drop its rows (their set grows with the service).
+            /^COUNTER +VALUE$/ { print "COUNTER  VALUE"; print "<COUNTERS>"; skip = 1; next }
+            skip && /^[^ ]+ +[0-9]+$/ { next }
+            { skip = 0; print }
+        '
+}
+
+normalize "$OUT" >"$TMP/actual.txt"
+
+if [ "${UPDATE_GOLDEN:-0}" = 1 ]; then
+    cp "$TMP/actual.txt" "$GOLDEN"
+    echo "test_cli: wrote $GOLDEN"
+    exit 0
+fi
+
+if [ ! -f "$GOLDEN" ]; then
+    echo "test_cli: $GOLDEN is missing; create it with UPDATE_GOLDEN=1" >&2
+    cat "$TMP/actual.txt"
+    exit 1
+fi
+
+if ! diff -u "$GOLDEN" "$TMP/actual.txt"; then
+    echo "test_cli: transcript differs from $GOLDEN (regenerate with UPDATE_GOLDEN=1 if the change is intended)" >&2
+    exit 1
+fi
+echo "test_cli: ok"

@@ -1,0 +1,157 @@
+/* mxcache-bench private interface, shared by tools/bench/mxcache-bench.c (command line, report,
+ * main), bench_req.c (pre-packed requests and reply classification), bench_run.c (sockets, client
+ * threads, the measured run) and bench_hist.c (latency histogram).
+ *
+ * Exit codes of mxcache-bench (also listed in the --help text):
+ *   0  the run completed (errors and unexpected replies are reported, not failures)
+ *   1  another failure: out of memory, socket setup, the service refused the setup request
+ *   2  usage error
+ *   3  the service is unreachable: no reply within BENCH_PROBE_TIMEOUT_MS at the start
+ *
+ * Limits are named here with their units; main() checks every option against them. */
+#ifndef MXC_BENCH_H
+#define MXC_BENCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BENCH_PROGNAME "mxcache-bench"
+
+enum bench_exit {
+    BENCH_EXIT_OK = 0,
+    BENCH_EXIT_FAIL = 1,
+    BENCH_EXIT_USAGE = 2,
+    BENCH_EXIT_UNAVAILABLE = 3,
+};
+
+#define BENCH_DEFAULT_SERVER "tcp://127.0.0.1:10041"
+#define BENCH_DEFAULT_SOCKETS 8u
+#define BENCH_MAX_SOCKETS 1024u
+#define BENCH_DEFAULT_INFLIGHT 16u        /* requests outstanding per socket */
+#define BENCH_MAX_INFLIGHT 4096u
+#define BENCH_MAX_SLOTS 262144u           /* sockets x inflight, i.e. requests outstanding in all */
+#define BENCH_DEFAULT_THREADS 1u
+#define BENCH_MAX_THREADS 64u             /* also at most --sockets */
+#define BENCH_DEFAULT_DURATION_MS 10000u
+#define BENCH_MAX_DURATION_MS 600000u     /* every run is bounded in time */
+#define BENCH_DEFAULT_WARMUP_MS 1000u
+#define BENCH_MAX_WARMUP_MS 60000u
+#define BENCH_DEFAULT_KEYS 100000u
+#define BENCH_MAX_KEYS 16000000u          /* whitelist-add addresses come from 10.0.0.0/8 */
+#define BENCH_MAX_REQUESTS 1000000000000ull
+#define BENCH_PROBE_TIMEOUT_MS 5000       /* first reply at the start, else exit 3 */
+#define BENCH_LOST_AFTER_NS 5000000000ull /* no reply after this long: lost, slot reused */
+#define BENCH_POLL_SLICE_MS 100           /* longest zmq_poll wait; the loop rechecks the clock */
+#define BENCH_REQ_MAX 512                 /* largest request built; templates are far smaller */
+#define BENCH_ARENA_SIZE 65536            /* per thread, for decoding one reply */
+#define BENCH_MAX_REPLY 65536             /* ZMQ_MAXMSGSIZE of the client sockets */
+#define BENCH_WL_TTL_MS 3600000u          /* entries the bench adds expire after an hour */
+
+enum bench_workload {
+    BENCH_CHECK_HIT,     /* Check inside the whitelisted 198.18.0.0/15: rule "whitelist" */
+    BENCH_CHECK_MISS,    /* Check that matches nothing: rule "default" */
+    BENCH_WHITELIST_ADD, /* WhitelistAdd of client 10.x.y.z: one durable write each */
+};
+
+/* The parsed command line; strings are borrowed from argv. */
+struct bench_opts {
+    const char *server;
+    unsigned sockets, inflight, threads;
+    uint64_t duration_ms, warmup_ms;
+    uint64_t requests;        /* 0: no count limit, only --duration */
+    uint64_t keys;
+    enum bench_workload workload;
+    bool json;
+    long server_pid;          /* 0: not given */
+};
+
+/* ---- bench_hist.c: log-linear latency histogram (HdrHistogram-like) ----
+ *
+ * Each power of two above 2^BENCH_HIST_SUB_BITS is split into 2^BENCH_HIST_SUB_BITS buckets, so
+ * a percentile is reported with a relative error below 1/128 (0.8%); values below 256 are exact.
+ * count, sum, min and max are exact. Not thread-safe: one per thread, merged at the end. */
+#define BENCH_HIST_SUB_BITS 7
+#define BENCH_HIST_BUCKETS ((64 - BENCH_HIST_SUB_BITS + 1) << BENCH_HIST_SUB_BITS)
+
+struct bench_hist {
+    uint64_t count, sum, min, max;
+    uint64_t buckets[BENCH_HIST_BUCKETS];
+};
+
+void bench_hist_init(struct bench_hist *h);
+void bench_hist_record(struct bench_hist *h, uint64_t v);
+/* bench_hist_merge - adds src's samples into dst; src unchanged. */
+void bench_hist_merge(struct bench_hist *dst, const struct bench_hist *src);
+/* bench_hist_percentile - the value at or below which p percent (0 < p <= 100) of the samples
+ * lie, as the highest value of its bucket capped at max; 0 when the histogram is empty. */
+uint64_t bench_hist_percentile(const struct bench_hist *h, double p);
+
+/* ---- bench_req.c: requests and replies ---- */
+
+/* A request template: the packed body without its one varying field (the recipient of a Check,
+ * the value of a WhitelistAdd). bench_req_build adds the envelope, the id and that field around
+ * the packed bytes, so that a request costs a few copies, no protobuf packing and no malloc. */
+struct bench_req {
+    enum bench_workload workload;
+    uint32_t body_field;   /* field number of the body in Request (10 check, 16 whitelist_add) */
+    uint32_t var_field;    /* field number of the varying field inside the body */
+    uint8_t body[256];
+    size_t bodylen;
+};
+
+/* bench_req_init - packs the template of workload w and checks one built request by decoding it.
+ * Returns 0, or MXC_EPROTO / MXC_ENOMEM with a reason in err (a bug, not bad input). */
+int bench_req_init(struct bench_req *t, enum bench_workload w, char *err, size_t errlen);
+
+/* bench_req_build - the request with this id for key number key (0 <= key < BENCH_MAX_KEYS)
+ * into buf (BENCH_REQ_MAX bytes). Returns its length; never fails. Thread-safe. */
+size_t bench_req_build(const struct bench_req *t, uint64_t id, uint64_t key, uint8_t *buf);
+
+/* bench_req_setup - the packed request the workload needs answered before the run (check-hit:
+ * whitelist 198.18.0.0/15; the others: one request of the workload, as a probe) in a malloc'd
+ * *buf the caller frees. Returns 0 or MXC_ENOMEM. */
+int bench_req_setup(const struct bench_req *t, uint64_t id, uint8_t **buf, size_t *len);
+
+/* How a reply counts. */
+enum bench_verdict {
+    BENCH_REPLY_OK,          /* the body the workload expects (check-hit: rule "whitelist") */
+    BENCH_REPLY_ERROR,       /* an Error body */
+    BENCH_REPLY_UNEXPECTED,  /* does not decode, or another body or rule than expected */
+};
+
+/* Reply decoding memory: a bump allocator reset for every reply, so that classifying a reply
+ * costs no malloc. One per thread. */
+struct bench_arena {
+    size_t used;
+    _Alignas(16) uint8_t mem[BENCH_ARENA_SIZE];
+};
+
+/* bench_req_classify - decodes a reply in arena (reset first) and says how it counts. *id is set
+ * to its id (0 when it does not decode). When the reply is an error and errtext is not NULL, the
+ * error's name and message are copied into errtext (cleaned of control characters). */
+enum bench_verdict bench_req_classify(const struct bench_req *t, struct bench_arena *arena,
+                                      const uint8_t *buf, size_t len, uint64_t *id,
+                                      char *errtext, size_t errlen);
+
+/* ---- bench_run.c: the measured run ---- */
+
+struct bench_result {
+    uint64_t replies;       /* expected replies in the measured window */
+    uint64_t errors;        /* error replies in the window */
+    uint64_t unexpected;    /* unknown id, wrong body or rule, undecodable: whole run */
+    uint64_t sent;          /* requests sent, whole run including warmup */
+    uint64_t lost;          /* no reply within BENCH_LOST_AFTER_NS (slot reused): whole run */
+    uint64_t elapsed_ns;    /* length of the measured window */
+    bool count_limited;     /* ended by --requests rather than --duration */
+    char first_error[160];  /* first error reply, "" if none */
+    struct bench_hist hist; /* latency of the expected replies in the window, ns */
+};
+
+/* bench_run - probes the service (and for check-hit adds the whitelist entry), then runs the
+ * workload for warmup plus duration or until o->requests replies. Blocks for at most
+ * BENCH_PROBE_TIMEOUT_MS + warmup + duration plus thread start-up. Returns BENCH_EXIT_OK with *r
+ * filled, or another enum bench_exit after printing the reason to stderr. */
+int bench_run(const struct bench_opts *o, struct bench_result *r);
+
+#endif

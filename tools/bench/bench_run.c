@@ -1,0 +1,481 @@
+/* The measured run of mxcache-bench (see bench.h): the probe, the client DEALER sockets, the
+ * client threads and the merging of their results.
+ *
+ * Owns the ZeroMQ context and every socket of a run. Socket j belongs to thread j % threads for
+ * the whole run (ZeroMQ sockets are not thread-safe; pthread_create is the barrier that hands a
+ * socket to its thread). Each socket has --inflight slots; a slot is one request outstanding, and
+ * a reply frees its slot, which is refilled at once with the next request, so each socket keeps
+ * exactly W requests in flight (closed-loop load).
+ *
+ * Request ids are (per-thread sequence << 32) | global slot number, so a reply finds its slot and
+ * send time without a search, and a stale or duplicated reply (sequence differs) is recognised as
+ * unexpected. Replies are untrusted: they are decoded into a bounded arena (bench_req.c).
+ *
+ * Time: CLOCK_MONOTONIC in ns. Warmup replies are not measured; the window is [start + warmup,
+ * start + warmup + duration), or shorter when --requests replies arrive first. Every loop
+ * rechecks the clock at least every BENCH_POLL_SLICE_MS, so a run never outlives its bounds. */
+#include "bench.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <zmq.h>
+
+#include "mxc_err.h"
+#include "wire.h"
+
+#define PROBE_ID 1u          /* the probe's id; run ids always have a sequence above 0 */
+#define SLOT_BITS 32
+#define SLOT_MASK ((UINT64_C(1) << SLOT_BITS) - 1)
+#define MIN_HWM 1000
+
+struct slot {
+    uint64_t id;       /* 0: idle */
+    uint64_t sent_ns;
+};
+
+struct bsock {
+    void *zs;
+    unsigned index;    /* global socket number */
+    struct slot *slots;
+    unsigned idle;     /* idle slots that should hold a request (a send failed) */
+};
+
+struct shared {
+    const struct bench_opts *o;
+    const struct bench_req *req;
+    uint64_t t_measure, t_end;  /* absolute, ns */
+    atomic_uint_fast64_t counted;
+    atomic_bool stop;           /* set by the thread that receives reply number --requests */
+    atomic_uint_fast64_t stop_ns;
+};
+
+struct worker {
+    struct shared *sh;
+    unsigned index;
+    pthread_t thread;
+    bool started;
+    struct bsock *socks;
+    unsigned nsocks;
+    zmq_pollitem_t *items;
+    uint64_t seq, key;
+    uint64_t replies, errors, unexpected, sent, lost;
+    int sys_errno;              /* a zmq_poll failure ended the thread early */
+    char first_error[160];
+    uint8_t buf[BENCH_REQ_MAX];
+    struct bench_arena arena;
+    struct bench_hist hist;
+};
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void set_int(void *s, int opt, int v)
+{
+    zmq_setsockopt(s, opt, &v, sizeof v);
+}
+
+/* dealer_open - a DEALER connected to the server. NULL with errno set on failure. */
+static void *dealer_open(void *zctx, const struct bench_opts *o)
+{
+    int64_t maxmsg = BENCH_MAX_REPLY;
+    int hwm = 2 * (int)o->inflight > MIN_HWM ? 2 * (int)o->inflight : MIN_HWM;
+    void *s = zmq_socket(zctx, ZMQ_DEALER);
+
+    if (!s)
+        return NULL;
+    /* Robustness: nothing is left to flush at the end; closing must never wait for the service. */
+    set_int(s, ZMQ_LINGER, 0);
+    set_int(s, ZMQ_SNDHWM, hwm);
+    set_int(s, ZMQ_RCVHWM, hwm);
+    set_int(s, ZMQ_SNDTIMEO, BENCH_PROBE_TIMEOUT_MS);
+    zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    if (zmq_connect(s, o->server) != 0) {
+        int e = errno;
+        zmq_close(s);
+        errno = e;
+        return NULL;
+    }
+    return s;
+}
+
+/* probe - sends the workload's setup request and waits BENCH_PROBE_TIMEOUT_MS for its reply. */
+static int probe(void *zctx, const struct bench_opts *o, const struct bench_req *req)
+{
+    uint8_t *buf = NULL;
+    size_t len;
+    int rc = BENCH_EXIT_UNAVAILABLE;
+    void *s = dealer_open(zctx, o);
+
+    if (!s) {
+        int e = errno;
+        fprintf(stderr, BENCH_PROGNAME ": cannot connect to %s: %s\n", o->server, zmq_strerror(e));
+        /* A malformed or unsupported endpoint is the command line's fault. */
+        return e == ENOMEM || e == EMFILE ? BENCH_EXIT_FAIL : BENCH_EXIT_USAGE;
+    }
+    if (bench_req_setup(req, PROBE_ID, &buf, &len) != MXC_OK) {
+        fprintf(stderr, BENCH_PROGNAME ": out of memory\n");
+        zmq_close(s);
+        return BENCH_EXIT_FAIL;
+    }
+    uint64_t deadline = mono_ns() + (uint64_t)BENCH_PROBE_TIMEOUT_MS * 1000000u;
+    if (zmq_send(s, buf, len, 0) < 0)
+        goto out;
+    for (;;) {
+        uint64_t now = mono_ns();
+        zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
+        zmq_msg_t m;
+
+        if (now >= deadline)
+            break;
+        if (zmq_poll(&it, 1, (long)((deadline - now) / 1000000u) + 1) <= 0)
+            continue; /* timeout or EINTR: the deadline check decides */
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            continue;
+        }
+        Mxcache__Reply *r = wire_reply_unpack(zmq_msg_data(&m), zmq_msg_size(&m));
+        zmq_msg_close(&m);
+        if (!r || r->id != PROBE_ID) {
+            if (r)
+                mxcache__reply__free_unpacked(r, NULL);
+            continue;
+        }
+        if (r->body_case == MXCACHE__REPLY__BODY_ERROR) {
+            fprintf(stderr, BENCH_PROGNAME ": the service refused the %s request: %s: %.200s\n",
+                    req->workload == BENCH_CHECK_HIT ? "whitelist setup" : "first",
+                    wire_error_name(r->error->code), r->error->message ? r->error->message : "");
+            rc = BENCH_EXIT_FAIL;
+        } else {
+            rc = BENCH_EXIT_OK;
+        }
+        mxcache__reply__free_unpacked(r, NULL);
+        break;
+    }
+out:
+    if (rc == BENCH_EXIT_UNAVAILABLE)
+        fprintf(stderr, BENCH_PROGNAME ": no reply from %s within %d s\n", o->server,
+                BENCH_PROBE_TIMEOUT_MS / 1000);
+    free(buf);
+    zmq_close(s);
+    return rc;
+}
+
+/* ---- client threads ---- */
+
+/* send_slot - sends the next request in slot s of bs. A failed send (high-water mark, no peer)
+ * leaves the slot idle for the loop to retry. */
+static void send_slot(struct worker *w, struct bsock *bs, unsigned s)
+{
+    const struct bench_opts *o = w->sh->o;
+    struct slot *sl = &bs->slots[s];
+    uint64_t id = ((w->seq + 1) << SLOT_BITS) | ((uint64_t)bs->index * o->inflight + s);
+    size_t len = bench_req_build(w->sh->req, id, w->key, w->buf);
+
+    sl->sent_ns = mono_ns();
+    if (zmq_send(bs->zs, w->buf, len, ZMQ_DONTWAIT) < 0) {
+        /* Callers pass a slot that is free and not yet counted in bs->idle. */
+        sl->id = 0;
+        bs->idle++;
+        return;
+    }
+    sl->id = id;
+    w->seq++;
+    w->sent++;
+    if (++w->key == o->keys)
+        w->key = 0;
+}
+
+static void refill(struct worker *w, struct bsock *bs)
+{
+    unsigned want = bs->idle;
+
+    bs->idle = 0;
+    for (unsigned s = 0; s < w->sh->o->inflight && want; s++)
+        if (bs->slots[s].id == 0) {
+            want--;
+            send_slot(w, bs, s);
+        }
+}
+
+/* take - whether a reply at now counts toward the results; the one that reaches --requests
+ * stops the run. */
+static bool take(struct worker *w, uint64_t now)
+{
+    struct shared *sh = w->sh;
+
+    if (now < sh->t_measure || now >= sh->t_end || atomic_load(&sh->stop))
+        return false;
+    if (!sh->o->requests)
+        return true;
+    uint64_t c = atomic_fetch_add(&sh->counted, 1);
+    if (c + 1 == sh->o->requests) {
+        atomic_store(&sh->stop_ns, now);
+        atomic_store(&sh->stop, true);
+    }
+    return c < sh->o->requests;
+}
+
+/* drain - handles the replies waiting on bs, at most two rounds of its slots so that one busy
+ * socket does not starve the others. */
+static void drain(struct worker *w, struct bsock *bs, zmq_msg_t *m)
+{
+    const struct bench_opts *o = w->sh->o;
+    int more;
+    size_t moresz = sizeof more;
+
+    for (unsigned k = 0; k < 2 * o->inflight; k++) {
+        uint64_t id;
+        char errtext[sizeof w->first_error];
+
+        if (zmq_msg_recv(m, bs->zs, ZMQ_DONTWAIT) < 0)
+            return;
+        uint64_t now = mono_ns();
+        zmq_getsockopt(bs->zs, ZMQ_RCVMORE, &more, &moresz);
+        if (more) {
+            /* A reply is one frame; skip the rest of a multi-frame message. */
+            while (more && zmq_msg_recv(m, bs->zs, ZMQ_DONTWAIT) >= 0)
+                zmq_getsockopt(bs->zs, ZMQ_RCVMORE, &more, &moresz);
+            w->unexpected++;
+            continue;
+        }
+        errtext[0] = '\0';
+        enum bench_verdict v = bench_req_classify(w->sh->req, &w->arena, zmq_msg_data(m),
+                                                  zmq_msg_size(m), &id, errtext, sizeof errtext);
+        uint64_t gslot = id & SLOT_MASK;
+        unsigned s = (unsigned)(gslot % o->inflight);
+        if (id == 0 || gslot / o->inflight != bs->index || bs->slots[s].id != id) {
+            w->unexpected++;
+            continue;
+        }
+        uint64_t latency = now - bs->slots[s].sent_ns;
+        bs->slots[s].id = 0;
+        if (v == BENCH_REPLY_UNEXPECTED) {
+            w->unexpected++;
+        } else if (take(w, now)) {
+            if (v == BENCH_REPLY_OK) {
+                w->replies++;
+                bench_hist_record(&w->hist, latency);
+            } else {
+                w->errors++;
+                if (!w->first_error[0])
+                    memcpy(w->first_error, errtext, sizeof errtext);
+            }
+        }
+        if (now < w->sh->t_end && !atomic_load(&w->sh->stop))
+            send_slot(w, bs, s);
+    }
+}
+
+/* sweep - gives up on requests outstanding longer than BENCH_LOST_AFTER_NS, as a policy client
+ * would time out, and reuses their slots so that the load stays at S x W. A reply that comes
+ * later no longer matches its slot and counts as unexpected. */
+static void sweep(struct worker *w, uint64_t now)
+{
+    for (unsigned i = 0; i < w->nsocks; i++) {
+        struct bsock *bs = &w->socks[i];
+        for (unsigned s = 0; s < w->sh->o->inflight; s++)
+            if (bs->slots[s].id && now - bs->slots[s].sent_ns > BENCH_LOST_AFTER_NS) {
+                w->lost++;
+                bs->slots[s].id = 0;
+                send_slot(w, bs, s);
+            }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    struct worker *w = arg;
+    struct shared *sh = w->sh;
+    uint64_t next_sweep = 0;
+    zmq_msg_t m;
+
+    zmq_msg_init(&m);
+    for (unsigned i = 0; i < w->nsocks; i++) {
+        w->socks[i].idle = sh->o->inflight;
+        refill(w, &w->socks[i]);
+    }
+    while (!atomic_load(&sh->stop)) {
+        uint64_t now = mono_ns();
+        bool idle = false;
+
+        if (now >= sh->t_end)
+            break;
+        if (now >= next_sweep) {
+            sweep(w, now);
+            next_sweep = now + (uint64_t)BENCH_POLL_SLICE_MS * 1000000u;
+        }
+        for (unsigned i = 0; i < w->nsocks; i++)
+            if (w->socks[i].idle) {
+                refill(w, &w->socks[i]);
+                idle = idle || w->socks[i].idle;
+            }
+        long timeout = (long)((sh->t_end - now + 999999u) / 1000000u);
+        if (timeout > BENCH_POLL_SLICE_MS)
+            timeout = BENCH_POLL_SLICE_MS;
+        if (idle)
+            timeout = 1; /* a send failed: retry soon */
+        if (zmq_poll(w->items, (int)w->nsocks, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            w->sys_errno = errno;
+            break;
+        }
+        for (unsigned i = 0; i < w->nsocks; i++)
+            if (w->items[i].revents & ZMQ_POLLIN)
+                drain(w, &w->socks[i], &m);
+    }
+    zmq_msg_close(&m);
+    return NULL;
+}
+
+/* ---- setup and teardown ---- */
+
+static void workers_free(struct worker *ws, unsigned n)
+{
+    for (unsigned t = 0; ws && t < n; t++) {
+        for (unsigned i = 0; i < ws[t].nsocks; i++) {
+            if (ws[t].socks[i].zs)
+                zmq_close(ws[t].socks[i].zs);
+            free(ws[t].socks[i].slots);
+        }
+        free(ws[t].socks);
+        free(ws[t].items);
+    }
+    free(ws);
+}
+
+/* workers_create - the threads' structures and every socket, connected. NULL after a message. */
+static struct worker *workers_create(void *zctx, struct shared *sh)
+{
+    const struct bench_opts *o = sh->o;
+    struct worker *ws = calloc(o->threads, sizeof *ws);
+
+    if (!ws)
+        goto nomem;
+    for (unsigned t = 0; t < o->threads; t++) {
+        struct worker *w = &ws[t];
+        unsigned n = o->sockets / o->threads + (t < o->sockets % o->threads);
+
+        w->sh = sh;
+        w->index = t;
+        w->key = (uint64_t)t * (o->keys / o->threads);
+        bench_hist_init(&w->hist);
+        w->socks = calloc(n, sizeof *w->socks);
+        w->items = calloc(n, sizeof *w->items);
+        if (!w->socks || !w->items)
+            goto nomem;
+        for (unsigned i = 0; i < n; i++) {
+            struct bsock *bs = &w->socks[i];
+            bs->index = t + i * o->threads;
+            bs->slots = calloc(o->inflight, sizeof *bs->slots);
+            if (!bs->slots)
+                goto nomem;
+            w->nsocks = i + 1;
+            bs->zs = dealer_open(zctx, o);
+            if (!bs->zs) {
+                fprintf(stderr, BENCH_PROGNAME ": cannot open socket %u: %s\n", bs->index,
+                        zmq_strerror(errno));
+                workers_free(ws, o->threads);
+                return NULL;
+            }
+            w->items[i].socket = bs->zs;
+            w->items[i].events = ZMQ_POLLIN;
+        }
+    }
+    return ws;
+nomem:
+    fprintf(stderr, BENCH_PROGNAME ": out of memory\n");
+    workers_free(ws, o->threads);
+    return NULL;
+}
+
+/* collect - merges the threads' figures into r. */
+static void collect(const struct shared *sh, struct worker *ws, struct bench_result *r)
+{
+    uint64_t stop_ns = atomic_load(&sh->stop_ns);
+
+    for (unsigned t = 0; t < sh->o->threads; t++) {
+        struct worker *w = &ws[t];
+        r->replies += w->replies;
+        r->errors += w->errors;
+        r->unexpected += w->unexpected;
+        r->sent += w->sent;
+        r->lost += w->lost;
+        bench_hist_merge(&r->hist, &w->hist);
+        if (!r->first_error[0] && w->first_error[0])
+            memcpy(r->first_error, w->first_error, sizeof r->first_error);
+    }
+    r->count_limited = stop_ns != 0;
+    r->elapsed_ns = (stop_ns ? stop_ns : sh->t_end) - sh->t_measure;
+}
+
+int bench_run(const struct bench_opts *o, struct bench_result *r)
+{
+    struct bench_req req;
+    struct shared sh = {.o = o, .req = &req};
+    struct worker *ws = NULL;
+    char err[256];
+    void *zctx;
+    int rc;
+
+    memset(r, 0, sizeof *r);
+    bench_hist_init(&r->hist);
+    if (bench_req_init(&req, o->workload, err, sizeof err) != MXC_OK) {
+        fprintf(stderr, BENCH_PROGNAME ": %s\n", err);
+        return BENCH_EXIT_FAIL;
+    }
+    zctx = zmq_ctx_new();
+    if (!zctx) {
+        fprintf(stderr, BENCH_PROGNAME ": cannot create a ZeroMQ context: %s\n", zmq_strerror(errno));
+        return BENCH_EXIT_FAIL;
+    }
+    /* One I/O thread per client thread, so the generator's own I/O scales with --threads. */
+    zmq_ctx_set(zctx, ZMQ_IO_THREADS, (int)o->threads);
+    if ((rc = probe(zctx, o, &req)) != BENCH_EXIT_OK)
+        goto out;
+    if (!(ws = workers_create(zctx, &sh))) {
+        rc = BENCH_EXIT_FAIL;
+        goto out;
+    }
+    atomic_init(&sh.counted, 0);
+    atomic_init(&sh.stop, false);
+    atomic_init(&sh.stop_ns, 0);
+    sh.t_measure = mono_ns() + o->warmup_ms * 1000000u;
+    sh.t_end = sh.t_measure + o->duration_ms * 1000000u;
+    for (unsigned t = 0; t < o->threads; t++) {
+        if (pthread_create(&ws[t].thread, NULL, worker_main, &ws[t]) != 0) {
+            fprintf(stderr, BENCH_PROGNAME ": cannot start thread %u\n", t);
+            /* The threads already started stop at once and are joined below. */
+            atomic_store(&sh.stop, true);
+            rc = BENCH_EXIT_FAIL;
+            break;
+        }
+        ws[t].started = true;
+    }
+    for (unsigned t = 0; t < o->threads; t++)
+        if (ws[t].started)
+            pthread_join(ws[t].thread, NULL);
+    for (unsigned t = 0; t < o->threads; t++)
+        if (ws[t].sys_errno) {
+            fprintf(stderr, BENCH_PROGNAME ": thread %u: poll failed: %s\n", t,
+                    zmq_strerror(ws[t].sys_errno));
+            rc = BENCH_EXIT_FAIL;
+        }
+    if (rc == BENCH_EXIT_OK)
+        collect(&sh, ws, r);
+out:
+    workers_free(ws, o->threads);
+    zmq_ctx_term(zctx);
+    return rc;
+}

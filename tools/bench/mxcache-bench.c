@@ -1,0 +1,394 @@
+/* mxcache-bench - load generator for mxcached.
+ *
+ * SYNOPSIS
+ *   mxcache-bench [--server ENDPOINT] [--workload check-hit|check-miss|whitelist-add]
+ *                 [--sockets S] [--inflight W] [--threads T] [--duration D] [--requests N]
+ *                 [--warmup D] [--keys K] [--server-pid PID] [--json]
+ *
+ * DESCRIPTION
+ *   Keeps S DEALER sockets with W requests outstanding on each (closed loop), shared among T
+ *   client threads, for a warmup and then a measured window that ends after --duration or after
+ *   N replies, whichever comes first. Reports replies, errors, requests per second and the
+ *   latency distribution, and with --server-pid the service's peak RSS. This file owns the
+ *   command line, the report and main(); bench.h is the private interface of the other modules
+ *   (bench_run.c runs the load, bench_req.c builds requests, bench_hist.c keeps latencies).
+ *
+ *   check-hit whitelists 198.18.0.0/15 (for BENCH_WL_TTL_MS) before the run, and whitelist-add
+ *   writes client entries 10.x.y.z with the same expiry: point it at a test service, not at
+ *   production.
+ *
+ * EXIT STATUS
+ *   0 the run completed; 1 other failure (including an error reply to the setup request);
+ *   2 usage error; 3 no reply from the service within 5 s at the start.
+ *
+ * SECURITY
+ *   Runs with the invoker's privileges and trusts its command line. Replies are untrusted: they
+ *   are decoded into a bounded arena and only their error text is printed, cleaned of control
+ *   characters and capped. */
+#include "bench.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "duration.h"
+#include "mxc_err.h"
+
+static const char usage_text[] =
+    "Usage: mxcache-bench [OPTIONS]\n"
+    "\n"
+    "Load generator for mxcached: keeps SOCKETS x INFLIGHT requests outstanding and reports\n"
+    "throughput and latency.\n"
+    "\n"
+    "Options:\n"
+    "  --server ENDPOINT    tcp://HOST:PORT or ipc://PATH (default " BENCH_DEFAULT_SERVER ")\n"
+    "  --workload NAME      check-hit   Check inside a whitelisted network (the bench first\n"
+    "                                   whitelists 198.18.0.0/15 for an hour)\n"
+    "                       check-miss  Check that matches nothing: the default answer (default)\n"
+    "                       whitelist-add  add client 10.x.y.z entries: one durable write each\n"
+    "  --sockets S          DEALER sockets (default 8, 1-1024)\n"
+    "  --inflight W         requests outstanding per socket (default 16, 1-4096)\n"
+    "  --threads T          client threads sharing the sockets (default 1, at most S and 64)\n"
+    "  --duration D         measured time: seconds (10, 2.5) or with a unit (500ms, 2m);\n"
+    "                       default 10, at most 600 s\n"
+    "  --requests N         also stop after N measured replies\n"
+    "  --warmup D           unmeasured time before (default 1 s, at most 60 s)\n"
+    "  --keys K             distinct recipients or addresses cycled (default 100000, 1-16000000)\n"
+    "  --server-pid PID     report the service's peak RSS (VmHWM of /proc/PID/status)\n"
+    "  --json               also print the result as one JSON line\n"
+    "  --help               this text\n"
+    "\n"
+    "Exit status: 0 done, 1 failure, 2 usage error, 3 no reply within 5 s at the start.\n";
+
+static int usage_error(const char *fmt, const char *arg)
+{
+    fprintf(stderr, BENCH_PROGNAME ": ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\nTry '" BENCH_PROGNAME " --help'.\n");
+    return BENCH_EXIT_USAGE;
+}
+
+/* parse_u64 - a decimal number in [min, max] into *out; false for anything else. */
+static bool parse_u64(const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    unsigned long long v;
+
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    v = strtoull(s, &end, 10);
+    if (errno || *end || v < min || v > max)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* parse_seconds - seconds ("10", "0.5") or a duration with a unit ("500ms", "2m") into ms. */
+static bool parse_seconds(const char *s, uint64_t *ms)
+{
+    char *end;
+    double v;
+
+    if (duration_parse(s, 1000, ms) == MXC_OK)
+        return true;
+    if (!s || *s < '0' || *s > '9')
+        return false;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || *end || !(v >= 0) || v > 1e9)
+        return false;
+    *ms = (uint64_t)(v * 1000.0 + 0.5);
+    return true;
+}
+
+static bool parse_workload(const char *s, enum bench_workload *w)
+{
+    static const struct {
+        const char *name;
+        enum bench_workload w;
+    } names[] = {
+        {"check-hit", BENCH_CHECK_HIT},
+        {"check-miss", BENCH_CHECK_MISS},
+        {"whitelist-add", BENCH_WHITELIST_ADD},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(s, names[i].name) == 0) {
+            *w = names[i].w;
+            return true;
+        }
+    return false;
+}
+
+static const char *workload_name(enum bench_workload w)
+{
+    return w == BENCH_CHECK_HIT ? "check-hit" : w == BENCH_CHECK_MISS ? "check-miss" : "whitelist-add";
+}
+
+/* vmhwm_kb - the VmHWM line of /proc/PID/status in kB, or -1 when it cannot be read. */
+static long long vmhwm_kb(long pid)
+{
+    char path[64], line[256];
+    long long kb = -1;
+    FILE *f;
+
+    snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    if (!(f = fopen(path, "r")))
+        return -1;
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, "VmHWM:", 6) == 0) {
+            kb = strtoll(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+enum {
+    OPT_SERVER = 256,
+    OPT_SOCKETS,
+    OPT_INFLIGHT,
+    OPT_THREADS,
+    OPT_DURATION,
+    OPT_REQUESTS,
+    OPT_WARMUP,
+    OPT_WORKLOAD,
+    OPT_KEYS,
+    OPT_SERVER_PID,
+    OPT_JSON,
+    OPT_HELP,
+};
+
+/* parse_args - fills o from argv. Returns -1 to go on, else an exit code (after --help or a
+ * message). */
+static int parse_args(int argc, char **argv, struct bench_opts *o)
+{
+    static const struct option longopts[] = {
+        {"server", required_argument, NULL, OPT_SERVER},
+        {"sockets", required_argument, NULL, OPT_SOCKETS},
+        {"inflight", required_argument, NULL, OPT_INFLIGHT},
+        {"threads", required_argument, NULL, OPT_THREADS},
+        {"duration", required_argument, NULL, OPT_DURATION},
+        {"requests", required_argument, NULL, OPT_REQUESTS},
+        {"warmup", required_argument, NULL, OPT_WARMUP},
+        {"workload", required_argument, NULL, OPT_WORKLOAD},
+        {"keys", required_argument, NULL, OPT_KEYS},
+        {"server-pid", required_argument, NULL, OPT_SERVER_PID},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"help", no_argument, NULL, OPT_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    uint64_t v;
+    int c;
+
+    *o = (struct bench_opts){
+        .server = BENCH_DEFAULT_SERVER,
+        .sockets = BENCH_DEFAULT_SOCKETS,
+        .inflight = BENCH_DEFAULT_INFLIGHT,
+        .threads = BENCH_DEFAULT_THREADS,
+        .duration_ms = BENCH_DEFAULT_DURATION_MS,
+        .warmup_ms = BENCH_DEFAULT_WARMUP_MS,
+        .keys = BENCH_DEFAULT_KEYS,
+        .workload = BENCH_CHECK_MISS,
+    };
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+        switch (c) {
+        case OPT_SERVER:
+            if (!*optarg)
+                return usage_error("--server needs an endpoint%s", "");
+            o->server = optarg;
+            break;
+        case OPT_SOCKETS:
+            if (!parse_u64(optarg, 1, BENCH_MAX_SOCKETS, &v))
+                return usage_error("--sockets: '%s' is not a number from 1 to 1024", optarg);
+            o->sockets = (unsigned)v;
+            break;
+        case OPT_INFLIGHT:
+            if (!parse_u64(optarg, 1, BENCH_MAX_INFLIGHT, &v))
+                return usage_error("--inflight: '%s' is not a number from 1 to 4096", optarg);
+            o->inflight = (unsigned)v;
+            break;
+        case OPT_THREADS:
+            if (!parse_u64(optarg, 1, BENCH_MAX_THREADS, &v))
+                return usage_error("--threads: '%s' is not a number from 1 to 64", optarg);
+            o->threads = (unsigned)v;
+            break;
+        case OPT_DURATION:
+            if (!parse_seconds(optarg, &v) || v == 0 || v > BENCH_MAX_DURATION_MS)
+                return usage_error("--duration: '%s' is not a duration above 0 and at most 600 s", optarg);
+            o->duration_ms = v;
+            break;
+        case OPT_WARMUP:
+            if (!parse_seconds(optarg, &v) || v > BENCH_MAX_WARMUP_MS)
+                return usage_error("--warmup: '%s' is not a duration of at most 60 s", optarg);
+            o->warmup_ms = v;
+            break;
+        case OPT_REQUESTS:
+            if (!parse_u64(optarg, 1, BENCH_MAX_REQUESTS, &v))
+                return usage_error("--requests: '%s' is not a positive number", optarg);
+            o->requests = v;
+            break;
+        case OPT_WORKLOAD:
+            if (!parse_workload(optarg, &o->workload))
+                return usage_error("--workload: '%s' is not check-hit, check-miss or whitelist-add", optarg);
+            break;
+        case OPT_KEYS:
+            if (!parse_u64(optarg, 1, BENCH_MAX_KEYS, &v))
+                return usage_error("--keys: '%s' is not a number from 1 to 16000000", optarg);
+            o->keys = v;
+            break;
+        case OPT_SERVER_PID:
+            if (!parse_u64(optarg, 1, INT_MAX, &v))
+                return usage_error("--server-pid: '%s' is not a process id", optarg);
+            o->server_pid = (long)v;
+            break;
+        case OPT_JSON:
+            o->json = true;
+            break;
+        case OPT_HELP:
+            fputs(usage_text, stdout);
+            return BENCH_EXIT_OK;
+        default:
+            if (optopt)
+                return usage_error("option '%s' needs an argument", argv[optind - 1]);
+            return usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc)
+        return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->threads > o->sockets)
+        return usage_error("--threads must not exceed --sockets%s", "");
+    if ((uint64_t)o->sockets * o->inflight > BENCH_MAX_SLOTS)
+        return usage_error("--sockets x --inflight must not exceed 262144%s", "");
+    if (o->server_pid && vmhwm_kb(o->server_pid) < 0) {
+        char pid[32];
+        snprintf(pid, sizeof pid, "%ld", o->server_pid);
+        return usage_error("--server-pid: cannot read VmHWM of process %s", pid);
+    }
+    return -1;
+}
+
+/* ---- report ---- */
+
+struct figures {
+    double seconds, rps;
+    double p50, p90, p99, p999, max, mean;  /* microseconds */
+    long long hwm_kb;                       /* -1: not asked or unreadable */
+};
+
+static double us(uint64_t ns)
+{
+    return (double)ns / 1000.0;
+}
+
+static void figures_of(const struct bench_opts *o, const struct bench_result *r, struct figures *f)
+{
+    const struct bench_hist *h = &r->hist;
+
+    f->seconds = (double)r->elapsed_ns / 1e9;
+    f->rps = f->seconds > 0 ? (double)r->replies / f->seconds : 0;
+    f->p50 = us(bench_hist_percentile(h, 50));
+    f->p90 = us(bench_hist_percentile(h, 90));
+    f->p99 = us(bench_hist_percentile(h, 99));
+    f->p999 = us(bench_hist_percentile(h, 99.9));
+    f->max = us(h->max);
+    f->mean = h->count ? us(h->sum / h->count) : 0;
+    f->hwm_kb = o->server_pid ? vmhwm_kb(o->server_pid) : -1;
+}
+
+static void print_block(const struct bench_opts *o, const struct bench_result *r, const struct figures *f)
+{
+    printf("workload      %s\n", workload_name(o->workload));
+    printf("server        %s\n", o->server);
+    printf("sockets       %u\n", o->sockets);
+    printf("inflight      %u per socket\n", o->inflight);
+    printf("threads       %u\n", o->threads);
+    printf("duration      %.3f s measured (%s), warmup %.3f s\n", f->seconds,
+           r->count_limited ? "request limit" : "time limit", (double)o->warmup_ms / 1000.0);
+    printf("replies       %" PRIu64 "\n", r->replies);
+    printf("errors        %" PRIu64 "%s%s\n", r->errors, r->first_error[0] ? "  first: " : "",
+           r->first_error);
+    printf("unexpected    %" PRIu64 "\n", r->unexpected);
+    printf("lost          %" PRIu64 " (no reply within 5 s)\n", r->lost);
+    printf("requests/s    %.1f\n", f->rps);
+    printf("latency (us)  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n", f->p50,
+           f->p90, f->p99, f->p999, f->max, f->mean);
+    if (o->server_pid) {
+        if (f->hwm_kb >= 0)
+            printf("server peak   %lld kB VmHWM (pid %ld)\n", f->hwm_kb, o->server_pid);
+        else
+            printf("server peak   unknown (pid %ld gone)\n", o->server_pid);
+    }
+}
+
+/* json_string - s as a JSON string on stdout. */
+static void json_string(const char *s)
+{
+    putchar('"');
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\')
+            printf("\\%c", c);
+        else if (c < 0x20)
+            printf("\\u%04x", c);
+        else
+            putchar(c);
+    }
+    putchar('"');
+}
+
+static void print_json(const struct bench_opts *o, const struct bench_result *r, const struct figures *f)
+{
+    printf("{\"workload\":\"%s\",\"server\":", workload_name(o->workload));
+    json_string(o->server);
+    printf(",\"sockets\":%u,\"inflight\":%u,\"threads\":%u,\"duration_s\":%.3f,\"warmup_s\":%.3f,"
+           "\"limit\":\"%s\",\"replies\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"unexpected\":%" PRIu64
+           ",\"lost\":%" PRIu64 ",\"sent\":%" PRIu64 ",\"requests_per_s\":%.1f,"
+           "\"latency_us\":{\"p50\":%.1f,\"p90\":%.1f,\"p99\":%.1f,\"p99_9\":%.1f,\"max\":%.1f,"
+           "\"mean\":%.1f}",
+           o->sockets, o->inflight, o->threads, f->seconds, (double)o->warmup_ms / 1000.0,
+           r->count_limited ? "requests" : "duration", r->replies, r->errors, r->unexpected, r->lost,
+           r->sent, f->rps, f->p50, f->p90, f->p99, f->p999, f->max, f->mean);
+    if (r->first_error[0]) {
+        printf(",\"first_error\":");
+        json_string(r->first_error);
+    }
+    if (o->server_pid) {
+        printf(",\"server_pid\":%ld,\"server_vmhwm_kb\":", o->server_pid);
+        if (f->hwm_kb >= 0)
+            printf("%lld", f->hwm_kb);
+        else
+            printf("null");
+    }
+    printf("}\n");
+}
+
+int main(int argc, char **argv)
+{
+    struct bench_opts o;
+    struct bench_result *r;
+    struct figures f;
+    int rc = parse_args(argc, argv, &o);
+
+    if (rc >= 0)
+        return rc;
+    /* The result holds the merged histogram (about 60 KB): keep it off the stack. */
+    if (!(r = malloc(sizeof *r))) {
+        fprintf(stderr, BENCH_PROGNAME ": out of memory\n");
+        return BENCH_EXIT_FAIL;
+    }
+    rc = bench_run(&o, r);
+    if (rc == BENCH_EXIT_OK) {
+        figures_of(&o, r, &f);
+        print_block(&o, r, &f);
+        if (o.json)
+            print_json(&o, r, &f);
+    }
+    free(r);
+    return rc;
+}
