@@ -38,7 +38,8 @@ int addr_domain_canon(const char *in, size_t len, char *out, size_t outlen)
         }
         out[i] = (char)tolower(c);
     }
-    if (in[len - 1] == '-')
+    /* An empty last label ("a..": two trailing dots) or one that ends in '-'. */
+    if (label == 0 || in[len - 1] == '-')
         return fail(out, outlen);
     out[len] = '\0';
     return MXC_OK;

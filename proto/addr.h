@@ -2,8 +2,9 @@
  * component that stores, compares or probes them.
  *
  * Security: everything here is hostile input (it comes from remote SMTP clients through Postfix, or
- * from operators). A value that passes is bounded in length and has no CR, LF, NUL, space or other
- * control character, so it can be written into an SMTP command or a log line without injection.
+ * from operators). A value that passes is bounded in length and has no CR, LF, NUL or other control
+ * character (a space only inside a quoted local part, as RFC 5321 allows), so it can be written
+ * into an SMTP command or a log line without injection.
  * Pure functions, thread-safe. */
 #ifndef MXC_ADDR_H
 #define MXC_ADDR_H

@@ -6,6 +6,7 @@
 #include "whitelist.h"
 
 #include <arpa/inet.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,8 @@
 #include "wire.h"
 
 struct whitelist {
-    pthread_rwlock_t lock;
+    pthread_rwlock_t lock;       /* readers: wl_match; writers: changes of the map */
+    pthread_mutex_t sync_lock;   /* orders wl_sync_key and wl_load among themselves */
     strmap *map;                 /* key -> expires_at_ms (0: never) */
     unsigned prefixes4[33];      /* entries per IPv4 prefix length */
     unsigned prefixes6[129];
@@ -35,6 +37,7 @@ struct whitelist *wl_create(void)
         free(wl);
         return NULL;
     }
+    pthread_mutex_init(&wl->sync_lock, NULL);
     return wl;
 }
 
@@ -43,6 +46,7 @@ void wl_destroy(struct whitelist *wl)
     if (!wl)
         return;
     pthread_rwlock_destroy(&wl->lock);
+    pthread_mutex_destroy(&wl->sync_lock);
     strmap_destroy(wl->map);
     free(wl);
 }
@@ -100,7 +104,6 @@ int wl_key(Mxcache__WhitelistKind kind, const char *value, char *key, size_t key
         const char *slash = strchr(value, '/');
         size_t iplen = slash ? (size_t)(slash - value) : vlen;
         unsigned long len;
-        char *end;
         int af;
 
         if (iplen >= sizeof ip) {
@@ -116,13 +119,19 @@ int wl_key(Mxcache__WhitelistKind kind, const char *value, char *key, size_t key
         }
         len = af == AF_INET ? 32 : 128;
         if (slash) {
-            len = strtoul(slash + 1, &end, 10);
-            if (end == slash + 1 || *end || len > (af == AF_INET ? 32u : 128u)) {
+            /* Only 1-3 plain digits: strtoul alone would take blanks, signs and negation. */
+            size_t digits = strspn(slash + 1, "0123456789");
+            len = (digits >= 1 && digits <= 3 && !slash[1 + digits]) ? strtoul(slash + 1, NULL, 10)
+                                                                     : ULONG_MAX;
+            if (len > (af == AF_INET ? 32u : 128u)) {
                 snprintf(err, errlen, "bad prefix length (0-%d)", af == AF_INET ? 32 : 128);
                 return MXC_EINVAL;
             }
         }
-        net_key(af, addr, (unsigned)len, key, keylen);
+        if ((size_t)net_key(af, addr, (unsigned)len, key, keylen) >= keylen) {
+            snprintf(err, errlen, "value too long");
+            return MXC_EINVAL;
+        }
         return MXC_OK;
     }
     case MXCACHE__WHITELIST_KIND__WHITELIST_CLIENT_NAME:
@@ -215,6 +224,7 @@ int wl_load(struct whitelist *wl, store *st, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         return MXC_ENOMEM;
     }
+    pthread_mutex_lock(&wl->sync_lock);
     pthread_rwlock_wrlock(&wl->lock);
     strmap *old = wl->map;
     wl->map = fresh;
@@ -223,6 +233,7 @@ int wl_load(struct whitelist *wl, store *st, char *err, size_t errlen)
     int rc = store_scan(st, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, NULL, 0, NULL, 0, false,
                         load_one, &lc, err, errlen);
     pthread_rwlock_unlock(&wl->lock);
+    pthread_mutex_unlock(&wl->sync_lock);
     strmap_destroy(old);
     if (rc == MXC_OK && lc.rc != MXC_OK) {
         snprintf(err, errlen, "out of memory");
@@ -241,14 +252,22 @@ int wl_sync_key(struct whitelist *wl, store *st, const char *key, size_t keylen)
 
     if (keylen >= WL_KEY_MAX)
         return MXC_EINVAL;
-    pthread_rwlock_wrlock(&wl->lock);
+    /* The store read and the change happen under sync_lock, so the last sync of a key reads
+     * after the last commit of it; Check waits only for the map change itself. */
+    pthread_mutex_lock(&wl->sync_lock);
     rc = store_get(st, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, key, keylen, &val, &vallen, err,
                    sizeof err);
-    if (rc == MXC_OK && record_expiry(val, vallen, &expires) == MXC_OK)
-        rc = set_locked(wl, key, keylen, expires);
-    else if (rc == MXC_OK || rc == MXC_ENOENT)
-        del_locked(wl, key, keylen), rc = MXC_OK;
-    pthread_rwlock_unlock(&wl->lock);
+    if (rc == MXC_OK && record_expiry(val, vallen, &expires) != MXC_OK)
+        rc = MXC_ENOENT; /* a value that does not decode is not an entry */
+    if (rc == MXC_OK || rc == MXC_ENOENT) {
+        pthread_rwlock_wrlock(&wl->lock);
+        if (rc == MXC_OK)
+            rc = set_locked(wl, key, keylen, expires);
+        else
+            del_locked(wl, key, keylen), rc = MXC_OK;
+        pthread_rwlock_unlock(&wl->lock);
+    }
+    pthread_mutex_unlock(&wl->sync_lock);
     free(val);
     return rc;
 }
@@ -310,6 +329,8 @@ int wl_match(struct whitelist *wl, const Mxcache__CheckRequest *q, uint64_t now_
     char name[ADDR_MAX_DOMAIN + 1];
     bool hit = false;
 
+    if (matchedlen)
+        matched[0] = '\0';
     pthread_rwlock_rdlock(&wl->lock);
     if (strmap_count(wl->map) == 0) {
         pthread_rwlock_unlock(&wl->lock);

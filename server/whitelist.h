@@ -39,8 +39,8 @@ int wl_key(Mxcache__WhitelistKind kind, const char *value, char *key, size_t key
 int wl_load(struct whitelist *wl, store *st, char *err, size_t errlen);
 
 /* wl_sync_key - after a commit that wrote key, makes the in-memory copy of key equal to the
- * store's. Robustness: re-reading under the write lock keeps the copy right when two workers
- * commit changes of one key in either order. Returns 0 or MXC_ESTORE (copy left unchanged). */
+ * store's. Robustness: syncs are serialized and each re-reads the store, so the copy ends right
+ * when two workers commit changes of one key in either order. Returns 0 or MXC_ESTORE (copy left unchanged). */
 int wl_sync_key(struct whitelist *wl, store *st, const char *key, size_t keylen);
 
 /* wl_match - the key of the first entry (in the order client, client_name, sender, recipient)
