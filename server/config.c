@@ -1075,6 +1075,58 @@ char *config_reload_diff(const struct config *old, const struct config *new_, ch
     return buf;
 }
 
+/* field_copy - replaces p's field in dst by a copy of src's. */
+static int field_copy(const struct param *p, struct config *dst, const struct config *src)
+{
+    void *x = field_of(dst, p);
+    const void *y = field_of(src, p);
+
+    switch (p->type) {
+    case CONFIG_BOOL: *(bool *)x = *(const bool *)y; return MXC_OK;
+    case CONFIG_INT: *(long long *)x = *(const long long *)y; return MXC_OK;
+    case CONFIG_SIZE:
+    case CONFIG_DURATION: *(uint64_t *)x = *(const uint64_t *)y; return MXC_OK;
+    case CONFIG_ENUM: *(int *)x = *(const int *)y; return MXC_OK;
+    case CONFIG_STRING: {
+        const char *t = *(char *const *)y;
+        char *copy = t ? strdup(t) : NULL;
+        if (t && !copy)
+            return MXC_ENOMEM;
+        free(*(char **)x);
+        *(char **)x = copy;
+        return MXC_OK;
+    }
+    case CONFIG_LIST: {
+        const struct config_list *from = y;
+        struct config_list copy = {calloc(from->n ? from->n : 1, sizeof(char *)), 0};
+        if (!copy.items)
+            return MXC_ENOMEM;
+        for (; copy.n < from->n; copy.n++)
+            if (!(copy.items[copy.n] = strdup(from->items[copy.n]))) {
+                list_free(&copy);
+                return MXC_ENOMEM;
+            }
+        list_free((struct config_list *)x);
+        *(struct config_list *)x = copy;
+        return MXC_OK;
+    }
+    }
+    return MXC_EINVAL;
+}
+
+int config_keep_static(struct config *new_, const struct config *old)
+{
+    for (size_t i = 0; i < NPARAMS; i++) {
+        const struct param *p = &params[i];
+        if (p->reload || field_equal(p, old, new_))
+            continue;
+        int rc = field_copy(p, new_, old);
+        if (rc != MXC_OK)
+            return rc;
+    }
+    return MXC_OK;
+}
+
 int config_facility(const struct config *cfg)
 {
     if (cfg->log_facility < 0 ||

@@ -75,6 +75,11 @@ int config_print(const struct config *cfg, FILE *out);
  * reloadable (a ", "-separated list written into buf; empty when none). Returns buf. */
 char *config_reload_diff(const struct config *old, const struct config *new_, char *buf, size_t buflen);
 
+/* config_keep_static - copies into new_ the running values (from old) of every setting that is
+ * not reloadable, so that a reloaded config says what is actually in effect. Returns 0 or
+ * MXC_ENOMEM (new_ then holds a mix; the caller discards it). */
+int config_keep_static(struct config *new_, const struct config *old);
+
 /* config_facility - the syslog LOG_* facility value of cfg->log_facility. */
 int config_facility(const struct config *cfg);
 

@@ -24,11 +24,20 @@
 #define CHECK_MAX_PATH 256     /* sender, recipient */
 #define CHECK_MAX_TOKEN 64     /* protocol_state, queue_id */
 #define ADMIN_MAX_KEY 1024     /* keys, prefixes, cursors of admin requests */
-#define FLUSH_SCAN_FACTOR 10   /* a flush examines at most this many keys per one it may delete */
+#define SCAN_FACTOR 10         /* a list or flush examines at most this many records (live or
+                                  expired) per one it may return or delete, then returns a cursor */
+#define LIST_MAX_REPLY_BYTES (4u << 20) /* a list page ends early rather than exceed this */
+#define MAX_DEFERRED 16        /* compactions queued on one worker */
+#define WL_MAX_TTL_MS (3650ull * 86400000ull) /* ten years: longer is a typo, not a lifetime */
 
 struct wl_touch {
     char key[WL_KEY_MAX];
     size_t len;
+};
+
+struct deferred {
+    uint64_t id;
+    Mxcache__Keyspace keyspace;
 };
 
 struct handler {
@@ -40,6 +49,8 @@ struct handler {
     /* whitelist keys written in this round, mirrored into memory after the commit */
     struct wl_touch *touched;
     size_t ntouched, touchedcap;
+    struct deferred deferred[MAX_DEFERRED];
+    size_t ndeferred;
 };
 
 struct handler *handler_create(const struct handler_env *env, struct counters *ctr)
@@ -68,9 +79,15 @@ void handler_destroy(struct handler *h)
 
 void handler_begin(struct handler *h, const struct config *cfg)
 {
+    char err[256];
+
     h->cfg = cfg;
     h->now_ms = store_now_ms(h->env->st);
     h->ntouched = 0;
+    /* Robustness: a whitelist change that committed but could not be mirrored must not leave
+     * Check deciding on a stale copy until the next restart. */
+    if (wl_refresh(h->env->wl, h->env->st, err, sizeof err) != MXC_OK)
+        log_msg(LOG_ERR, "WHITELIST", "op=reload error=\"%s\"", err);
 }
 
 /* ---- reply building ---- */
@@ -173,7 +190,7 @@ static bool keyspace_ok(Mxcache__Keyspace ks)
 }
 
 static int reply_store_error(struct handler *h, uint64_t id, const char *what, const char *err,
-                       struct handler_reply *out)
+                             struct handler_reply *out)
 {
     char msg[512];
     snprintf(msg, sizeof msg, "%s: store error: %s", what, err);
@@ -227,23 +244,45 @@ static int do_get(struct handler *h, uint64_t id, const Mxcache__GetRequest *q,
 
 struct list_ctx {
     Mxcache__Keyspace ks;
+    uint64_t now_ms;
     Mxcache__Entry **entries;
-    size_t n, limit;
+    size_t n, limit, examined, max_examine, bytes;
+    char *last; /* last key examined (malloc'd), the cursor when the budget ends a page */
     bool more;
     int rc;
 };
+
+/* remember_key - keeps a copy of the last key a scan examined, for its cursor. */
+static int remember_key(char **last, const char *key, size_t keylen)
+{
+    char *copy = realloc(*last, keylen + 1);
+    if (!copy)
+        return MXC_ENOMEM;
+    memcpy(copy, key, keylen);
+    copy[keylen] = '\0';
+    *last = copy;
+    return MXC_OK;
+}
 
 static int list_one(void *arg, const char *key, size_t keylen, const char *val, size_t vallen)
 {
     struct list_ctx *lc = arg;
 
-    if (lc->n == lc->limit) {
+    /* Robustness: expired records count toward the budget too, so a page never walks an
+     * unbounded run of records that compaction has not removed yet. */
+    if (lc->n == lc->limit || lc->examined == lc->max_examine || lc->bytes >= LIST_MAX_REPLY_BYTES) {
         lc->more = true;
         return 1;
     }
+    lc->examined++;
+    if (remember_key(&lc->last, key, keylen) != MXC_OK)
+        return lc->rc = MXC_ENOMEM;
+    if (!record_is_live(val, vallen, lc->now_ms))
+        return 0;
     Mxcache__Entry *e = record_to_entry(lc->ks, key, keylen, val, vallen);
     if (!e)
         return 0; /* a value that does not unpack is skipped; compaction removes it */
+    lc->bytes += mxcache__entry__get_packed_size(e) + 8;
     lc->entries[lc->n++] = e;
     return 0;
 }
@@ -254,24 +293,27 @@ static int list_page(struct handler *h, uint64_t id, Mxcache__Keyspace ks, const
 {
     Mxcache__Reply rep = MXCACHE__REPLY__INIT;
     Mxcache__ListReply lr = MXCACHE__LIST_REPLY__INIT;
-    struct list_ctx lc = {.ks = ks};
+    struct list_ctx lc = {.ks = ks, .now_ms = h->now_ms};
     char err[256];
     int rc;
 
     lc.limit = limit ? limit : (size_t)h->cfg->list_page_size;
     if (lc.limit > (size_t)h->cfg->list_page_max)
         lc.limit = (size_t)h->cfg->list_page_max;
+    lc.max_examine = lc.limit * SCAN_FACTOR;
     lc.entries = calloc(lc.limit, sizeof *lc.entries);
     if (!lc.entries)
         return MXC_ENOMEM;
-    rc = store_scan(h->env->st, ks, prefix, strlen(prefix), start_after, strlen(start_after), false,
+    rc = store_scan(h->env->st, ks, prefix, strlen(prefix), start_after, strlen(start_after), true,
                     list_one, &lc, err, sizeof err);
-    if (rc != MXC_OK) {
+    if (rc == MXC_ENOMEM || lc.rc == MXC_ENOMEM) {
+        rc = MXC_ENOMEM;
+    } else if (rc != MXC_OK) {
         rc = reply_store_error(h, id, "list", err, out);
     } else {
         lr.entries = lc.entries;
         lr.n_entries = lc.n;
-        lr.next = (lc.more && lc.n) ? lc.entries[lc.n - 1]->key : "";
+        lr.next = (lc.more && lc.last) ? lc.last : "";
         rep.body_case = MXCACHE__REPLY__BODY_LIST;
         rep.list = &lr;
         rc = pack_reply(&rep, id, out);
@@ -279,6 +321,7 @@ static int list_page(struct handler *h, uint64_t id, Mxcache__Keyspace ks, const
     for (size_t i = 0; i < lc.n; i++)
         record_entry_free(lc.entries[i]);
     free(lc.entries);
+    free(lc.last);
     return rc;
 }
 
@@ -375,13 +418,10 @@ static int flush_one(void *arg, const char *key, size_t keylen, const char *val,
         return 1;
     }
     fc->examined++;
-    char *last = realloc(fc->last, keylen + 1);
-    if (!last)
+    if (remember_key(&fc->last, key, keylen) != MXC_OK)
         return fc->rc = MXC_ENOMEM;
-    memcpy(last, key, keylen);
-    last[keylen] = '\0';
-    fc->last = last;
-    if (!flush_domain_matches(key, keylen, fc->q->domain, fc->domainlen))
+    if (!record_is_live(val, vallen, h->now_ms) ||
+        !flush_domain_matches(key, keylen, fc->q->domain, fc->domainlen))
         return 0;
     if (fc->q->state != MXCACHE__RECORD_STATE__STATE_ANY &&
         record_state(fc->q->keyspace, val, vallen) != fc->q->state)
@@ -412,18 +452,18 @@ static int do_flush(struct handler *h, uint64_t id, const Mxcache__FlushRequest 
                            "flush: needs a keyspace; domain and cursor at most 1024 bytes", out);
     fc.domainlen = strlen(q->domain);
     fc.max_match = (uint64_t)h->cfg->flush_batch;
-    fc.max_examine = fc.max_match * FLUSH_SCAN_FACTOR;
+    fc.max_examine = fc.max_match * SCAN_FACTOR;
     /* Robustness: the scan reads the committed store; deletes go to the batch. A flush that
      * raced with a write of this round may miss that one key, as if it had come just after. */
-    rc = store_scan(h->env->st, q->keyspace, NULL, 0, q->start_after, strlen(q->start_after), false,
+    rc = store_scan(h->env->st, q->keyspace, NULL, 0, q->start_after, strlen(q->start_after), true,
                     flush_one, &fc, err, sizeof err);
     if (rc == MXC_ENOMEM || fc.rc == MXC_ENOMEM) {
         free(fc.last);
         return MXC_ENOMEM;
     }
-    if (rc != MXC_OK || fc.rc != MXC_OK) {
+    if (fc.rc != MXC_OK || rc != MXC_OK) {
         free(fc.last);
-        return reply_store_error(h, id, "flush", rc != MXC_OK ? err : "batch rejected a delete", out);
+        return reply_store_error(h, id, "flush", fc.rc != MXC_OK ? "batch rejected a delete" : err, out);
     }
     fr.matched = fc.matched;
     fr.more = fc.more;
@@ -486,6 +526,9 @@ static int do_whitelist_add(struct handler *h, uint64_t id, const Mxcache__White
     if (!no_controls(q->comment))
         return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
                            "whitelist add: the comment has control characters", out);
+    if (q->ttl_ms > WL_MAX_TTL_MS)
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "whitelist add: ttl longer than ten years; omit it for an entry that never expires", out);
     if (wl_key(q->kind, q->value, key, sizeof key, err, sizeof err) != MXC_OK) {
         snprintf(msg, sizeof msg, "whitelist add: %s", err);
         return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT, msg, out);
@@ -521,9 +564,11 @@ static int do_whitelist_remove(struct handler *h, uint64_t id,
     bool deleted;
     int rc;
 
-    if (!field_ok(q->value, WL_MAX_VALUE) ||
-        wl_key(q->kind, q->value, key, sizeof key, err, sizeof err) != MXC_OK) {
-        snprintf(msg, sizeof msg, "whitelist remove: %s", field_ok(q->value, WL_MAX_VALUE) ? err : "value too long");
+    if (!field_ok(q->value, WL_MAX_VALUE))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "whitelist remove: value too long", out);
+    if (wl_key(q->kind, q->value, key, sizeof key, err, sizeof err) != MXC_OK) {
+        snprintf(msg, sizeof msg, "whitelist remove: %s", err);
         return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT, msg, out);
     }
     rc = delete_key(h, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, key, &deleted, err, sizeof err);
@@ -547,8 +592,29 @@ static int do_whitelist_list(struct handler *h, uint64_t id, const Mxcache__Whit
     return list_page(h, id, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, prefix, q->start_after, q->limit, out);
 }
 
+/* do_compact - checks the request and queues it; the compaction runs after the round. */
 static int do_compact(struct handler *h, uint64_t id, const Mxcache__CompactRequest *q,
                       struct handler_reply *out)
+{
+    if (q->keyspace != MXCACHE__KEYSPACE__KEYSPACE_UNSPECIFIED && !keyspace_ok(q->keyspace))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "compact: unknown keyspace", out);
+    if (h->ndeferred == MAX_DEFERRED)
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE,
+                           "compact: too many compactions queued; try again later", out);
+    h->deferred[h->ndeferred].id = id;
+    h->deferred[h->ndeferred++].keyspace = q->keyspace;
+    out->id = id;
+    out->deferred = true;
+    return MXC_OK;
+}
+
+bool handler_has_deferred(const struct handler *h)
+{
+    return h->ndeferred > 0;
+}
+
+int handler_run_deferred(struct handler *h, struct handler_reply *out)
 {
     Mxcache__Reply rep = MXCACHE__REPLY__INIT;
     Mxcache__CompactReply cr = MXCACHE__COMPACT_REPLY__INIT;
@@ -556,23 +622,25 @@ static int do_compact(struct handler *h, uint64_t id, const Mxcache__CompactRequ
     uint64_t keys;
     char err[256];
 
-    if (q->keyspace != MXCACHE__KEYSPACE__KEYSPACE_UNSPECIFIED && !keyspace_ok(q->keyspace))
-        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
-                           "compact: unknown keyspace", out);
-    store_stats(h->env->st, q->keyspace, &keys, &cr.disk_bytes_before);
+    memset(out, 0, sizeof *out);
+    if (h->ndeferred == 0)
+        return MXC_EINVAL;
+    struct deferred d = h->deferred[0];
+    memmove(h->deferred, h->deferred + 1, --h->ndeferred * sizeof h->deferred[0]);
+    store_stats(h->env->st, d.keyspace, &keys, &cr.disk_bytes_before);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (store_compact(h->env->st, q->keyspace, err, sizeof err) != MXC_OK)
-        return reply_store_error(h, id, "compact", err, out);
+    if (store_compact(h->env->st, d.keyspace, err, sizeof err) != MXC_OK)
+        return reply_store_error(h, d.id, "compact", err, out);
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    store_stats(h->env->st, q->keyspace, &keys, &cr.disk_bytes_after);
+    store_stats(h->env->st, d.keyspace, &keys, &cr.disk_bytes_after);
     cr.duration_ms = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
     log_msg(LOG_NOTICE, "COMPACT", "keyspace=%s duration_ms=%llu bytes_before=%llu bytes_after=%llu",
-            q->keyspace ? wire_keyspace_name(q->keyspace) : "all",
+            d.keyspace ? wire_keyspace_name(d.keyspace) : "all",
             (unsigned long long)cr.duration_ms, (unsigned long long)cr.disk_bytes_before,
             (unsigned long long)cr.disk_bytes_after);
     rep.body_case = MXCACHE__REPLY__BODY_COMPACT;
     rep.compact = &cr;
-    return pack_reply(&rep, id, out);
+    return pack_reply(&rep, d.id, out);
 }
 
 /* ---- dispatch ---- */
@@ -633,6 +701,13 @@ int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct ha
         break;
     }
     mxcache__request__free_unpacked(req, NULL);
+    if (rc != MXC_OK && rc != MXC_ENOMEM) {
+        /* Every request gets an answer: a reply that could not be built becomes an error. */
+        log_msg(LOG_ERR, "INTERNAL", "id=%llu error=\"%s\"", (unsigned long long)id, mxc_strerror(rc));
+        free(out->buf);
+        memset(out, 0, sizeof *out);
+        rc = error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INTERNAL, "the reply could not be built", out);
+    }
     return rc;
 }
 
@@ -648,6 +723,8 @@ int handler_commit(struct handler *h, struct handler_reply *replies, size_t n)
     if (store_batch_commit(h->batch, err, sizeof err) != MXC_OK) {
         log_msg(LOG_ERR, "STORE", "op=commit writes=%zu error=\"%s\"", writes, err);
         for (size_t i = 0; i < n; i++) {
+            if (replies[i].deferred)
+                continue; /* answered later by handler_run_deferred, which reads the store */
             free(replies[i].buf);
             replies[i].buf = NULL;
             replies[i].len = 0;
@@ -666,7 +743,7 @@ int handler_commit(struct handler *h, struct handler_reply *replies, size_t n)
             (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
     for (size_t i = 0; i < h->ntouched; i++)
         if (wl_sync_key(h->env->wl, h->env->st, h->touched[i].key, h->touched[i].len) != MXC_OK)
-            log_msg(LOG_ERR, "WHITELIST", "op=sync error=\"cannot re-read a changed entry\"");
+            log_msg(LOG_ERR, "WHITELIST", "op=sync error=\"cannot re-read a changed entry; reloading\"");
     h->ntouched = 0;
     return MXC_OK;
 }

@@ -3,7 +3,8 @@
  *
  * A round is handler_begin, any number of handler_request, then handler_commit, which makes the
  * round's writes durable (one WriteBatch, WAL synced) before the caller sends any of the round's
- * replies. A request never makes the worker fail: a bad request gets an error reply.
+ * replies. A request never makes the worker fail: a bad request gets an error reply. Work per
+ * request is bounded: scans stop after a budget of records and reply bytes and return a cursor.
  *
  * Thread-safety: a handler belongs to one worker thread; the env it points to is shared. */
 #ifndef MXCACHED_HANDLER_H
@@ -29,11 +30,13 @@ struct handler_env {
     void *counters_arg;
 };
 
-/* One packed reply; buf is malloc'd and owned by whoever holds the struct. */
+/* One packed reply; buf is malloc'd and owned by whoever holds the struct. A deferred reply has
+ * no buf yet: it comes later from handler_run_deferred. */
 struct handler_reply {
     uint8_t *buf;
     size_t len;
     uint64_t id;
+    bool deferred;
 };
 
 struct handler;
@@ -54,5 +57,11 @@ int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct ha
  * (replies[0..n-1], the round's replies in order) is replaced by a temporary ERROR_STORE error
  * reply, since any of them may depend on what was not written. Returns 0 or MXC_ESTORE. */
 int handler_commit(struct handler *h, struct handler_reply *replies, size_t n);
+
+/* Slow requests (compaction) are not run inside a round: handler_request marks their reply
+ * deferred, and after the round's replies are out the worker runs them one by one with
+ * handler_run_deferred, which fills *out. handler_has_deferred says whether one is waiting. */
+bool handler_has_deferred(const struct handler *h);
+int handler_run_deferred(struct handler *h, struct handler_reply *out);
 
 #endif

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -82,7 +83,11 @@ static void reload(struct daemon_state *ds)
         log_msg(LOG_WARNING, "RELOAD", "restart_needed=\"%s\"", diff);
     /* Settings that only take effect at start keep their running values, so that what the
      * workers read stays consistent with the sockets and threads that exist. */
-    cfg->max_request_size = old->max_request_size;
+    if (config_keep_static(cfg, old) != MXC_OK) {
+        log_msg(LOG_ERR, "RELOAD", "result=refused reason=\"out of memory\"");
+        config_free(cfg);
+        return;
+    }
     log_set_level(log_level_from_index(cfg->log_level));
     service_reload(ds->svc, cfg);
     log_msg(LOG_NOTICE, "RELOAD", "result=ok file=%s", ds->config_path);
@@ -148,6 +153,9 @@ int main(int argc, char **argv)
         target = foreground ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG;
     log_open("mxcached", target == LOG_TARGET_SYSLOG ? LOG_TO_SYSLOG : LOG_TO_STDERR,
              config_facility(cfg), log_level_from_index(cfg->log_level));
+    /* Security: the database and ipc sockets are for the service's user and group only (the
+     * group needs write access to connect to an ipc socket). */
+    umask(007);
     if (!foreground && daemon(1, 0) != 0) {
         fprintf(stderr, "mxcached: cannot detach: %s\n", strerror(errno));
         config_free(cfg);

@@ -24,6 +24,8 @@
       "most requests one worker handles (and group-commits) in one round")                       \
     X("server", "socket_hwm", INT, socket_hwm, "100000", 100, 10000000, NULL, 0,                   \
       "ZeroMQ high-water mark (messages queued per peer) of the service sockets")                \
+    X("server", "max_queued", INT, max_queued, "65536", 64, 10000000, NULL, 0,                     \
+      "requests taken from clients and not yet answered; above it the service reads no more")    \
     X("server", "shutdown_timeout", DURATION, shutdown_timeout, "10s", 0, 600000, NULL, 0,         \
       "on SIGTERM, how long to wait for in-flight requests before closing")                      \
     X("log", "level", ENUM, log_level, "info", 0, 0, "debug|info|notice|warning|err", 1,           \

@@ -42,6 +42,7 @@ struct worker {
     struct handler *handler;
     struct counters ctr;
     size_t inflight;   /* requests handed over and not yet answered (main thread only) */
+    atomic_bool slow;  /* running a deferred request (compaction): send it nothing new */
 };
 
 struct service {
@@ -50,6 +51,7 @@ struct service {
     struct worker *workers;
     unsigned nworkers;
     unsigned max_batch;
+    size_t max_queued;
     uint64_t shutdown_timeout_ms;
     struct handler_env env;
     struct counters ctr; /* the main thread's */
@@ -186,9 +188,26 @@ static int worker_recv(struct worker *w, struct round *r, int flags)
     }
 }
 
+/* send_reply - one (identity, reply) pair to the main thread; the identity is consumed. An
+ * empty reply (out of memory) still travels, so that the main thread's count of requests in
+ * flight stays exact; it is not forwarded to the client. */
+static void send_reply(struct worker *w, zmq_msg_t *ident, struct handler_reply *rep, bool last)
+{
+    zmq_msg_t m;
+
+    if (rep->buf)
+        zmq_msg_init_data(&m, rep->buf, rep->len, free_reply, NULL);
+    else
+        zmq_msg_init(&m);
+    rep->buf = NULL;
+    zmq_msg_send(ident, w->pair_worker, ZMQ_SNDMORE);
+    zmq_msg_send(&m, w->pair_worker, last ? 0 : ZMQ_SNDMORE);
+}
+
 static void worker_round(struct worker *w, struct round *r)
 {
     struct cfgref *cfg = cfg_acquire(w->svc);
+    size_t last = 0;
 
     handler_begin(w->handler, cfg->cfg);
     for (size_t i = 0; i < r->n; i++) {
@@ -196,21 +215,29 @@ static void worker_round(struct worker *w, struct round *r)
                             &r->replies[i]) != MXC_OK)
             memset(&r->replies[i], 0, sizeof r->replies[i]);
         zmq_msg_close(&r->payload[i]);
+        if (!r->replies[i].deferred)
+            last = i;
     }
     handler_commit(w->handler, r->replies, r->n);
     cfgref_release(cfg);
     ctr_add(&w->ctr, CTR_ROUNDS, 1);
+    for (size_t i = 0; i < r->n; i++)
+        if (!r->replies[i].deferred)
+            send_reply(w, &r->ident[i], &r->replies[i], i == last);
+    if (!handler_has_deferred(w->handler))
+        return;
+    /* Slow requests run after the round's replies are out, with the main thread told to send
+     * this worker nothing new meanwhile, so that Checks never wait behind a compaction. */
+    atomic_store(&w->slow, true);
     for (size_t i = 0; i < r->n; i++) {
-        zmq_msg_t m;
-        /* An empty reply (out of memory) still travels, so that the main thread's count of
-         * requests in flight stays exact; it is not forwarded to the client. */
-        if (r->replies[i].buf)
-            zmq_msg_init_data(&m, r->replies[i].buf, r->replies[i].len, free_reply, NULL);
-        else
-            zmq_msg_init(&m);
-        zmq_msg_send(&r->ident[i], w->pair_worker, ZMQ_SNDMORE);
-        zmq_msg_send(&m, w->pair_worker, i + 1 < r->n ? ZMQ_SNDMORE : 0);
+        if (!r->replies[i].deferred)
+            continue;
+        struct handler_reply rep;
+        if (handler_run_deferred(w->handler, &rep) != MXC_OK)
+            memset(&rep, 0, sizeof rep);
+        send_reply(w, &r->ident[i], &rep, true);
     }
+    atomic_store(&w->slow, false);
 }
 
 static void *worker_main(void *arg)
@@ -308,8 +335,11 @@ static int start_workers(struct service *svc, char *err, size_t errlen)
         w->handler = handler_create(&svc->env, &w->ctr);
         if (!w->handler)
             goto fail;
-        if (pthread_create(&w->thread, NULL, worker_main, w) != 0)
-            goto fail;
+        int rc = pthread_create(&w->thread, NULL, worker_main, w);
+        if (rc != 0) {
+            snprintf(err, errlen, "cannot start worker: %s", strerror(rc));
+            return MXC_EIO;
+        }
         w->started = true;
     }
     return MXC_OK;
@@ -340,6 +370,7 @@ struct service *service_create(struct config *cfg, store *st, struct whitelist *
     cpus = sysconf(_SC_NPROCESSORS_ONLN);
     svc->nworkers = cfg->workers ? (unsigned)cfg->workers : (unsigned)(cpus > 0 ? cpus : 1);
     svc->max_batch = (unsigned)cfg->max_batch;
+    svc->max_queued = (size_t)cfg->max_queued;
     svc->shutdown_timeout_ms = cfg->shutdown_timeout;
     svc->env.st = st;
     svc->env.wl = wl;
@@ -428,13 +459,53 @@ static void discard_rest(void *sock)
     }
 }
 
+/* least_busy - the worker with the fewest requests in flight, passing over workers busy with a
+ * slow request unless all of them are. */
 static struct worker *least_busy(struct service *svc)
 {
-    struct worker *best = &svc->workers[0];
-    for (unsigned i = 1; i < svc->nworkers; i++)
-        if (svc->workers[i].inflight < best->inflight)
-            best = &svc->workers[i];
+    struct worker *best = NULL;
+    bool best_slow = true;
+
+    for (unsigned i = 0; i < svc->nworkers; i++) {
+        struct worker *w = &svc->workers[i];
+        bool slow = atomic_load_explicit(&w->slow, memory_order_relaxed);
+        if (!best || (best_slow && !slow) || (slow == best_slow && w->inflight < best->inflight)) {
+            best = w;
+            best_slow = slow;
+        }
+    }
     return best;
+}
+
+/* reply_error - answers a request the main thread refuses itself (bad framing, shutting down):
+ * an error reply to the same envelope, id from the payload when it can be read. */
+static void reply_error(struct service *svc, zmq_msg_t *ident, bool req_delimiter, const uint8_t *payload,
+                        size_t len, Mxcache__ErrorCode code, const char *text)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__Error e = MXCACHE__ERROR__INIT;
+    uint8_t *buf;
+    size_t buflen;
+    zmq_msg_t m;
+
+    e.code = code;
+    e.message = (char *)text;
+    rep.version = WIRE_VERSION;
+    rep.id = payload ? wire_peek_id(payload, len) : 0;
+    rep.body_case = MXCACHE__REPLY__BODY_ERROR;
+    rep.error = &e;
+    if (wire_reply_pack(&rep, &buf, &buflen) != MXC_OK) {
+        zmq_msg_close(ident);
+        return;
+    }
+    zmq_msg_init_data(&m, buf, buflen, free_reply, NULL);
+    if (zmq_msg_send(ident, svc->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        (req_delimiter && zmq_send(svc->router, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) ||
+        zmq_msg_send(&m, svc->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(ident);
+        zmq_msg_close(&m);
+        ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+    }
 }
 
 /* read_requests - moves up to max_batch waiting requests from the ROUTER to the workers. A
@@ -458,8 +529,17 @@ static void read_requests(struct service *svc)
         zmq_msg_init(pl);
         zmq_msg_recv(pl, svc->router, ZMQ_DONTWAIT);
         if (zmq_msg_more(pl)) {
-            discard_rest(svc->router);
-            zmq_msg_close(id);
+            /* A REQ socket puts an empty delimiter before the request: answer it in kind. */
+            bool delim = zmq_msg_size(pl) == 0;
+            zmq_msg_t last;
+            zmq_msg_init(&last);
+            zmq_msg_recv(&last, svc->router, ZMQ_DONTWAIT);
+            if (zmq_msg_more(&last))
+                discard_rest(svc->router);
+            reply_error(svc, id, delim, zmq_msg_data(&last), zmq_msg_size(&last),
+                        MXCACHE__ERROR_CODE__ERROR_MALFORMED,
+                        "a request is one frame from a DEALER socket, without delimiter");
+            zmq_msg_close(&last);
             zmq_msg_close(pl);
             ctr_add(&svc->ctr, CTR_BAD_FRAMES, 1);
             continue;
@@ -479,6 +559,34 @@ static void read_requests(struct service *svc)
             zmq_msg_send(&svc->in_payload[j], w->pair_main, j + 1 < end ? ZMQ_SNDMORE : 0);
         }
         w->inflight += end - i;
+    }
+}
+
+/* refuse_queued - answers every request still queued on the ROUTER with ERROR_UNAVAILABLE, so
+ * that clients move to another endpoint at once instead of waiting for their timeout. */
+static void refuse_queued(struct service *svc)
+{
+    for (;;) {
+        zmq_msg_t id, pl;
+        zmq_msg_init(&id);
+        if (zmq_msg_recv(&id, svc->router, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&id);
+            return;
+        }
+        zmq_msg_init(&pl);
+        if (zmq_msg_more(&id))
+            zmq_msg_recv(&pl, svc->router, ZMQ_DONTWAIT);
+        bool delim = zmq_msg_more(&pl) && zmq_msg_size(&pl) == 0;
+        if (zmq_msg_more(&pl)) {
+            zmq_msg_close(&pl);
+            zmq_msg_init(&pl);
+            zmq_msg_recv(&pl, svc->router, ZMQ_DONTWAIT);
+            if (zmq_msg_more(&pl))
+                discard_rest(svc->router);
+        }
+        reply_error(svc, &id, delim, zmq_msg_data(&pl), zmq_msg_size(&pl),
+                    MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE, "the service is shutting down");
+        zmq_msg_close(&pl);
     }
 }
 
@@ -558,6 +666,9 @@ int service_run(struct service *svc, int sigfd,
             }
             timeout = (long)(deadline - now);
         }
+        /* Backpressure: past max_queued the ROUTER is not read, so clients' queues fill and
+         * ZeroMQ's high-water marks push back instead of this process growing. */
+        items[1].events = (!draining && total_inflight(svc) < svc->max_queued) ? ZMQ_POLLIN : 0;
         if (zmq_poll(items, (int)nitems, timeout) < 0) {
             if (errno == EINTR)
                 continue;
@@ -576,13 +687,17 @@ int service_run(struct service *svc, int sigfd,
                 on_signal(arg, (int)si.ssi_signo) == SERVICE_STOP) {
                 draining = true;
                 deadline = mono_ms() + svc->shutdown_timeout_ms;
-                /* Stop taking new requests; the ones already read are answered. */
-                items[1].events = 0;
+                /* Stop taking new requests; the ones already read are answered, a compaction
+                 * among them cut short. */
+                refuse_queued(svc);
+                store_cancel_compaction(svc->env.st);
                 log_msg(LOG_INFO, "DRAIN", "inflight=%zu", total_inflight(svc));
             }
         }
     }
     free(items);
+    /* A compaction in progress would hold its worker (and the join below) past the deadline. */
+    store_cancel_compaction(svc->env.st);
     stop_workers(svc);
     return rc;
 }

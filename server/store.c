@@ -502,6 +502,12 @@ static uint64_t store_prop(store *st, rocksdb_column_family_handle_t *cf, const 
     return v;
 }
 
+void store_cancel_compaction(store *st)
+{
+    if (st)
+        rocksdb_disable_manual_compaction(st->db);
+}
+
 int store_stats(store *st, Mxcache__Keyspace ks, uint64_t *keys_estimate, uint64_t *disk_bytes)
 {
     int first = ks, last = ks;

@@ -89,6 +89,10 @@ int store_scan(store *st, Mxcache__Keyspace ks, const char *prefix, size_t plen,
  * Blocks until done. Returns 0 or MXC_ESTORE. */
 int store_compact(store *st, Mxcache__Keyspace ks, char *err, size_t errlen);
 
+/* store_cancel_compaction - makes a running and every later store_compact return early; for
+ * shutdown, so that a long compaction does not hold the process past its stop deadline. */
+void store_cancel_compaction(store *st);
+
 /* store_stats - RocksDB's estimate of live keys and the bytes of SST files of ks (or of all
  * keyspaces for KEYSPACE_UNSPECIFIED). Returns 0 or MXC_EINVAL. */
 int store_stats(store *st, Mxcache__Keyspace ks, uint64_t *keys_estimate, uint64_t *disk_bytes);

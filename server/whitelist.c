@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +23,7 @@ struct whitelist {
     pthread_rwlock_t lock;       /* readers: wl_match; writers: changes of the map */
     pthread_mutex_t sync_lock;   /* orders wl_sync_key and wl_load among themselves */
     strmap *map;                 /* key -> expires_at_ms (0: never) */
+    atomic_bool stale;           /* a sync failed: the copy may differ from the store */
     unsigned prefixes4[33];      /* entries per IPv4 prefix length */
     unsigned prefixes6[129];
 };
@@ -124,7 +126,12 @@ int wl_key(Mxcache__WhitelistKind kind, const char *value, char *key, size_t key
             len = (digits >= 1 && digits <= 3 && !slash[1 + digits]) ? strtoul(slash + 1, NULL, 10)
                                                                      : ULONG_MAX;
             if (len > (af == AF_INET ? 32u : 128u)) {
-                snprintf(err, errlen, "bad prefix length (0-%d)", af == AF_INET ? 32 : 128);
+                snprintf(err, errlen, "bad prefix length (1-%d)", af == AF_INET ? 32 : 128);
+                return MXC_EINVAL;
+            }
+            /* Security: a /0 would exempt every client from every check. */
+            if (len == 0) {
+                snprintf(err, errlen, "a /0 network would whitelist every client");
                 return MXC_EINVAL;
             }
         }
@@ -139,12 +146,20 @@ int wl_key(Mxcache__WhitelistKind kind, const char *value, char *key, size_t key
             snprintf(err, errlen, "not a host or domain name");
             return MXC_EINVAL;
         }
+        if (!strchr(canon, '.')) {
+            snprintf(err, errlen, "a single-label name (a top-level domain) would cover too much");
+            return MXC_EINVAL;
+        }
         break;
     case MXCACHE__WHITELIST_KIND__WHITELIST_SENDER:
     case MXCACHE__WHITELIST_KIND__WHITELIST_RECIPIENT:
         if (strchr(value, '@') ? addr_mailbox_canon(value, vlen, true, canon, sizeof canon)
                                : addr_domain_canon(value, vlen, canon, sizeof canon)) {
             snprintf(err, errlen, "not a mail address or domain");
+            return MXC_EINVAL;
+        }
+        if (!strchr(canon, '.') && !strchr(canon, '@')) {
+            snprintf(err, errlen, "a single-label domain (a top-level domain) would cover too much");
             return MXC_EINVAL;
         }
         break;
@@ -267,8 +282,22 @@ int wl_sync_key(struct whitelist *wl, store *st, const char *key, size_t keylen)
             del_locked(wl, key, keylen), rc = MXC_OK;
         pthread_rwlock_unlock(&wl->lock);
     }
+    if (rc != MXC_OK)
+        atomic_store(&wl->stale, true);
     pthread_mutex_unlock(&wl->sync_lock);
     free(val);
+    return rc;
+}
+
+int wl_refresh(struct whitelist *wl, store *st, char *err, size_t errlen)
+{
+    if (!atomic_load_explicit(&wl->stale, memory_order_relaxed))
+        return MXC_OK;
+    /* Cleared first: a sync failing during the reload marks it again. */
+    atomic_store(&wl->stale, false);
+    int rc = wl_load(wl, st, err, errlen);
+    if (rc != MXC_OK)
+        atomic_store(&wl->stale, true);
     return rc;
 }
 

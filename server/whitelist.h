@@ -43,6 +43,11 @@ int wl_load(struct whitelist *wl, store *st, char *err, size_t errlen);
  * when two workers commit changes of one key in either order. Returns 0 or MXC_ESTORE (copy left unchanged). */
 int wl_sync_key(struct whitelist *wl, store *st, const char *key, size_t keylen);
 
+/* wl_refresh - reloads the copy from the store when a wl_sync_key failed since the last load
+ * (otherwise returns at the cost of one atomic load). Returns 0, or wl_load's error with err
+ * filled, in which case it tries again on the next call. */
+int wl_refresh(struct whitelist *wl, store *st, char *err, size_t errlen);
+
 /* wl_match - the key of the first entry (in the order client, client_name, sender, recipient)
  * that covers the question and has not expired at now_ms, copied into matched (WL_KEY_MAX bytes);
  * returns 1 on a match, 0 otherwise. Fields that are empty or malformed match nothing. */

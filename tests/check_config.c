@@ -759,6 +759,18 @@ START_TEST(test_reload_diff)
     ck_assert_uint_eq(strlen(small), sizeof small - 1);
     ck_assert_str_eq(small + sizeof small - 4, "...");
     ck_assert_ptr_eq(config_reload_diff(old, changed, small, 0), small);
+
+    /* config_keep_static: the running values of restart-only settings win, reloadable ones
+     * come from the new file, and afterwards nothing is left to report. */
+    ck_assert_int_eq(config_keep_static(changed, old), MXC_OK);
+    ck_assert_str_eq(config_reload_diff(old, changed, buf, sizeof buf), "");
+    ck_assert_uint_eq(changed->listen.n, old->listen.n);
+    ck_assert_str_eq(changed->listen.items[0], old->listen.items[0]);
+    ck_assert_int_eq(changed->workers, old->workers);
+    ck_assert(changed->store_sync == old->store_sync);
+    ck_assert_int_eq(changed->log_level, LOG_LEVEL_DEBUG);
+    ck_assert_str_eq(changed->default_text, "x");
+    ck_assert_int_eq(changed->flush_batch, 5);
     config_free(old);
     config_free(same);
     config_free(changed);

@@ -382,10 +382,13 @@ START_TEST(test_bad_requests_get_error_replies)
     mxcache__reply__free_unpacked(rep, NULL);
     free(buf);
 
-    /* Three frames: not our framing; dropped without a reply, counted. */
+    /* Two frames from a DEALER: not our framing; an error reply with the id, counted. */
     len = pack_check(WIRE_VERSION, 6, "x@example.com", &buf);
     rep = raw_request(buf, len, 2);
-    ck_assert_ptr_null(rep);
+    ck_assert_ptr_nonnull(rep);
+    ck_assert_int_eq(rep->error->code, MXCACHE__ERROR_CODE__ERROR_MALFORMED);
+    ck_assert_uint_eq(rep->id, 6);
+    mxcache__reply__free_unpacked(rep, NULL);
     free(buf);
 
     /* The daemon kept serving, and counted each case. */
@@ -497,6 +500,114 @@ START_TEST(test_expiry_compaction_and_restart)
     start_daemon();
     c = client();
     ck_assert(get_found(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, "sender:long.example"));
+    mxc_client_destroy(c);
+}
+END_TEST
+
+static Mxcache__Reply *list_page(mxc_client *c, Mxcache__Keyspace ks, const char *after, uint32_t limit)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__ListRequest q = MXCACHE__LIST_REQUEST__INIT;
+    Mxcache__Reply *rep = NULL;
+    q.keyspace = ks;
+    q.start_after = (char *)after;
+    q.limit = limit;
+    req.body_case = MXCACHE__REQUEST__BODY_LIST;
+    req.list = &q;
+    ck_assert_int_eq(call(c, &req, &rep), MXC_OK);
+    ck_assert_int_eq(rep->body_case, MXCACHE__REPLY__BODY_LIST);
+    return rep;
+}
+
+/* A page examines a bounded number of records, expired ones included, and says where to go on;
+ * paging still reaches every live entry exactly once. */
+START_TEST(test_list_is_bounded_by_expired_records)
+{
+    mxc_client *c = client();
+    char value[64];
+    for (int i = 0; i < 40; i++) {
+        snprintf(value, sizeof value, "10.1.%d.0/24", i);
+        ck_assert_int_eq(wl_add(c, "client", value, 1000, NULL), MXC_OK);
+    }
+    ck_assert_int_eq(wl_add(c, "client", "10.9.0.0/16", 0, NULL), MXC_OK);
+    sleep_ms(1300);
+    /* limit 2: at most 20 records examined, all expired: an empty page with a cursor. */
+    Mxcache__Reply *rep = list_page(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, "", 2);
+    ck_assert_uint_eq(rep->list->n_entries, 0);
+    ck_assert_str_ne(rep->list->next, "");
+    char next[256];
+    snprintf(next, sizeof next, "%s", rep->list->next);
+    mxc_reply_free(rep);
+    int live = 0, pages = 1;
+    while (next[0] && pages < 100) {
+        rep = list_page(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, next, 2);
+        for (size_t i = 0; i < rep->list->n_entries; i++, live++)
+            ck_assert_str_eq(rep->list->entries[i]->key, "client:10.9.0.0/16");
+        snprintf(next, sizeof next, "%s", rep->list->next);
+        mxc_reply_free(rep);
+        pages++;
+    }
+    ck_assert_int_eq(live, 1);
+    ck_assert_int_lt(pages, 100);
+    mxc_client_destroy(c);
+}
+END_TEST
+
+START_TEST(test_whitelist_ttl_bounds)
+{
+    mxc_client *c = client();
+    Mxcache__Reply *rep = NULL;
+    /* A TTL that would wrap the clock is refused, not stored as already expired. */
+    ck_assert_int_eq(wl_add(c, "client", "198.51.100.7", UINT64_MAX, &rep), MXC_ESERVER);
+    ck_assert_int_eq(rep->error->code, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT);
+    mxc_reply_free(rep);
+    ck_assert_int_eq(wl_add(c, "client", "198.51.100.7", 3650ull * 86400000ull, NULL), MXC_OK);
+    ck_assert(get_found(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, "client:198.51.100.7/32"));
+    mxc_client_destroy(c);
+}
+END_TEST
+
+struct compact_ctx {
+    int done, status;
+};
+
+static void on_compact(void *arg, int status, const Mxcache__Reply *rep)
+{
+    struct compact_ctx *cc = arg;
+    cc->done = 1;
+    cc->status = (status == MXC_OK && rep->body_case == MXCACHE__REPLY__BODY_COMPACT) ? MXC_OK : status;
+}
+
+/* A compaction queued among Checks (it runs after its round, on a worker the main thread then
+ * passes over) is answered, and so is every Check around it. */
+START_TEST(test_compact_while_checking)
+{
+    mxc_client *c = client();
+    char value[64];
+    for (int i = 0; i < 200; i++) {
+        snprintf(value, sizeof value, "10.2.%d.%d", i / 250, i % 250);
+        ck_assert_int_eq(wl_add(c, "client", value, 0, NULL), MXC_OK);
+    }
+    struct compact_ctx compact = {0, 0};
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__CompactRequest cq = MXCACHE__COMPACT_REQUEST__INIT;
+    req.body_case = MXCACHE__REQUEST__BODY_COMPACT;
+    req.compact = &cq;
+    ck_assert_int_eq(mxc_submit(c, &req, 20000, on_compact, &compact, NULL), MXC_OK);
+    for (int i = 0; i < 50; i++) {
+        Mxcache__Reply *rep = check(c, "10.2.0.7", "unknown", "", "x@example.com");
+        ck_assert_str_eq(rep->check->rule, "whitelist");
+        mxc_reply_free(rep);
+    }
+    long deadline = now_ms() + 20000;
+    while (!compact.done && now_ms() < deadline) {
+        zmq_pollitem_t items[4];
+        int n = mxc_pollitems(c, items, 4);
+        zmq_poll(items, n, 50);
+        mxc_dispatch(c);
+    }
+    ck_assert_int_eq(compact.done, 1);
+    ck_assert_int_eq(compact.status, MXC_OK);
     mxc_client_destroy(c);
 }
 END_TEST
@@ -648,6 +759,9 @@ int main(void)
     tcase_add_test(tc, test_failover_from_unreachable_endpoint);
     tcase_add_test(tc, test_many_in_flight);
     tcase_add_test(tc, test_check_config_reports_lines);
+    tcase_add_test(tc, test_list_is_bounded_by_expired_records);
+    tcase_add_test(tc, test_whitelist_ttl_bounds);
+    tcase_add_test(tc, test_compact_while_checking);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
