@@ -30,6 +30,7 @@
 #include <sys/stat.h>
 #include <syslog.h>
 
+#include "addr.h"
 #include "duration.h"
 #include "mxc_err.h"
 
@@ -722,6 +723,56 @@ static bool status_ok(const char *s)
     return *s == '\0';
 }
 
+/* check_domain_list - every item of LIST setting idx must be a domain name. */
+static void check_domain_list(struct load *ld, int idx, const struct config_list *l)
+{
+    char canon[ADDR_MAX_DOMAIN + 1], q[96];
+
+    if (ld->bad[idx])
+        return;
+    for (size_t i = 0; i < l->n; i++)
+        if (addr_domain_canon(l->items[i], strlen(l->items[i]), canon, sizeof canon) != MXC_OK)
+            check_error(ld, idx, -1, "%s.%s: %s is not a domain name", params[idx].group,
+                        params[idx].name, quote(l->items[i], q, sizeof q));
+}
+
+/* check_greylist - the greylist group's rules. */
+static void check_greylist(struct load *ld)
+{
+    const struct config *c = ld->cfg;
+    char q[96], a[32], b[32];
+
+    /* Robustness: a deferral must stay temporary, whatever the operator wrote. */
+    if (!ld->bad[P_greylist_reply_status] &&
+        (!status_ok(c->greylist_reply_status) || strncmp(c->greylist_reply_status, "4.", 2) != 0))
+        check_error(ld, P_greylist_reply_status, -1,
+                    "greylist.reply_status: %s is not an enhanced status code of class 4 "
+                    "(\"4.x.y\", such as \"4.7.1\")",
+                    quote(c->greylist_reply_status, q, sizeof q));
+    /* An SMTP reply line is at most 512 bytes (RFC 5321 4.5.3.1.5), code and status included;
+     * {remaining} is longer than any number it becomes, so the text only shrinks. */
+    if (!ld->bad[P_greylist_reply_text] && strlen(c->greylist_reply_text) > 400)
+        check_error(ld, P_greylist_reply_text, -1,
+                    "greylist.reply_text: %zu bytes; at most 400 fit in an SMTP reply line",
+                    strlen(c->greylist_reply_text));
+    /* A pending triplet expires at the end of the retry window: with a delay as long, no
+     * retry could ever pass. */
+    if (!ld->bad[P_greylist_delay] && !ld->bad[P_greylist_retry_window] &&
+        c->greylist_delay >= c->greylist_retry_window)
+        check_error(ld, P_greylist_delay, P_greylist_retry_window,
+                    "greylist.delay %s is not shorter than greylist.retry_window %s: no retry "
+                    "could pass",
+                    duration_format(c->greylist_delay, a, sizeof a),
+                    duration_format(c->greylist_retry_window, b, sizeof b));
+    if (!ld->bad[P_greylist_hash_keys] && !ld->bad[P_greylist_key_file] &&
+        c->greylist_hash_keys && c->greylist_key_file[0] == '\0')
+        check_error(ld, P_greylist_key_file, P_greylist_hash_keys,
+                    "greylist.hash_keys needs greylist.key_file: a file with a secret key of at "
+                    "least 32 bytes");
+    check_domain_list(ld, P_greylist_domains, &c->greylist_domains);
+    check_domain_list(ld, P_greylist_exempt_domains, &c->greylist_exempt_domains);
+}
+
 /* check_config - the rules that involve the meaning of a value or more than one setting. A
  * setting whose own value was refused is skipped, so one mistake gives one message. */
 static void check_config(struct load *ld)
@@ -774,6 +825,7 @@ static void check_config(struct load *ld)
         check_error(ld, P_list_page_size, P_list_page_max,
                     "admin.list_page_size %lld is larger than admin.list_page_max %lld",
                     c->list_page_size, c->list_page_max);
+    check_greylist(ld);
 }
 
 struct config *config_defaults(void)

@@ -33,8 +33,21 @@
     X(CTR_DECISION_REJECT, "decisions_reject")                                \
     X(CTR_RULE_WHITELIST, "decisions_rule_whitelist")                         \
     X(CTR_RULE_DEFAULT, "decisions_rule_default")                             \
+    X(CTR_RULE_AWL, "decisions_rule_awl")                                     \
+    X(CTR_RULE_GREYLIST_NEW, "decisions_rule_greylist_new")                   \
+    X(CTR_RULE_GREYLIST_EARLY, "decisions_rule_greylist_early")               \
+    X(CTR_RULE_GREYLIST_PASS, "decisions_rule_greylist_pass")                 \
+    X(CTR_RULE_GREYLIST_KNOWN, "decisions_rule_greylist_known")               \
+    X(CTR_GREYLIST_NEW, "greylist_new")             /* new triplets deferred */ \
+    X(CTR_GREYLIST_DEFERRED, "greylist_deferred")   /* early retries deferred */ \
+    X(CTR_GREYLIST_PASSED, "greylist_passed")       /* retries after the delay */ \
+    X(CTR_GREYLIST_KNOWN, "greylist_known")         /* triplets that had passed */ \
+    X(CTR_GREYLIST_AWL, "greylist_awl")             /* passed by the auto-whitelist */ \
+    X(CTR_GREYLIST_SKIPPED, "greylist_skipped")     /* off, or off for the domain */ \
+    X(CTR_CHECK_EXPLAIN, "requests_check_explain")  /* dry runs, not decisions */ \
     X(CTR_ROUNDS, "worker_rounds")                                            \
     X(CTR_COMMITS, "store_commits")                                           \
+    X(CTR_COMMITS_LAZY, "store_commits_lazy")                                 \
     X(CTR_COMMIT_WRITES, "store_commit_writes")                               \
     X(CTR_COMMIT_USEC, "store_commit_microseconds")
 

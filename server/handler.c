@@ -6,6 +6,7 @@
  * client gets the error instead of waiting for its timeout. */
 #include "handler.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +30,7 @@
 #define LIST_MAX_REPLY_BYTES (4u << 20) /* a list page ends early rather than exceed this */
 #define MAX_DEFERRED 16        /* compactions queued on one worker */
 #define WL_MAX_TTL_MS (3650ull * 86400000ull) /* ten years: longer is a typo, not a lifetime */
+#define EXPLAIN_MAX 4096       /* bytes of a Check's explanation; a longer one is cut */
 
 struct wl_touch {
     char key[WL_KEY_MAX];
@@ -41,10 +43,13 @@ struct deferred {
 };
 
 struct handler {
+    bool durable; /* the round wrote something a reply depends on: commit with fsync */
     const struct handler_env *env;
     struct counters *ctr;
     store_batch *batch;
     const struct config *cfg;
+    const struct greylist *gl;
+    const struct wlfile *wf;
     uint64_t now_ms;
     /* whitelist keys written in this round, mirrored into memory after the commit */
     struct wl_touch *touched;
@@ -77,13 +82,16 @@ void handler_destroy(struct handler *h)
     free(h);
 }
 
-void handler_begin(struct handler *h, const struct config *cfg)
+void handler_begin(struct handler *h, const struct policy *pol)
 {
     char err[256];
 
-    h->cfg = cfg;
+    h->cfg = pol->cfg;
+    h->gl = pol->gl;
+    h->wf = pol->wf;
     h->now_ms = store_now_ms(h->env->st);
     h->ntouched = 0;
+    h->durable = false;
     /* Robustness: a whitelist change that committed but could not be mirrored must not leave
      * Check deciding on a stale copy until the next restart. */
     if (wl_refresh(h->env->wl, h->env->st, err, sizeof err) != MXC_OK)
@@ -122,6 +130,15 @@ static int error_reply(struct handler *h, uint64_t id, Mxcache__ErrorCode code, 
     return pack_reply(&rep, id, out);
 }
 
+static int reply_store_error(struct handler *h, uint64_t id, const char *what, const char *err,
+                             struct handler_reply *out)
+{
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s: store error: %s", what, err);
+    log_msg(LOG_ERR, "STORE", "op=%s error=\"%s\"", what, err);
+    return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_STORE, msg, out);
+}
+
 /* ---- Check ---- */
 
 static bool field_ok(const char *s, size_t max)
@@ -139,13 +156,48 @@ static bool no_controls(const char *s)
     return true;
 }
 
+/* explain_add - appends a line to a Check's explanation (when it has one), cut when full. */
+__attribute__((format(printf, 2, 3))) static void explain_add(char *expl, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!expl)
+        return;
+    size_t used = strnlen(expl, EXPLAIN_MAX);
+    if (used + 1 >= EXPLAIN_MAX)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(expl + used, EXPLAIN_MAX - used, fmt, ap);
+    va_end(ap);
+}
+
+static const enum counter_id greylist_counter[] = {
+    [GREYLIST_AWL] = CTR_GREYLIST_AWL,       [GREYLIST_NEW] = CTR_GREYLIST_NEW,
+    [GREYLIST_EARLY] = CTR_GREYLIST_DEFERRED, [GREYLIST_PASS] = CTR_GREYLIST_PASSED,
+    [GREYLIST_KNOWN] = CTR_GREYLIST_KNOWN,
+};
+static const enum counter_id greylist_rule_counter[] = {
+    [GREYLIST_AWL] = CTR_RULE_AWL,
+    [GREYLIST_NEW] = CTR_RULE_GREYLIST_NEW,
+    [GREYLIST_EARLY] = CTR_RULE_GREYLIST_EARLY,
+    [GREYLIST_PASS] = CTR_RULE_GREYLIST_PASS,
+    [GREYLIST_KNOWN] = CTR_RULE_GREYLIST_KNOWN,
+};
+
+/* do_check - the policy question: whitelists, then greylisting, then the configured default.
+ * With q->explain the same decision is made, nothing is written and nothing counted as a
+ * decision, and the reply carries an account of each step. */
 static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest *q,
                     struct handler_reply *out)
 {
     Mxcache__Reply rep = MXCACHE__REPLY__INIT;
     Mxcache__CheckReply cr = MXCACHE__CHECK_REPLY__INIT;
     const struct config *cfg = h->cfg;
-    char matched[WL_KEY_MAX];
+    struct greylist_result gr;
+    char matched[WL_KEY_MAX], err[256];
+    char *expl = NULL;
+    bool count = !q->explain;
+    int rc;
 
     if (!field_ok(q->client_address, CHECK_MAX_ADDRESS) || !field_ok(q->client_name, CHECK_MAX_NAME) ||
         !field_ok(q->helo_name, CHECK_MAX_NAME) || !field_ok(q->mx_name, CHECK_MAX_NAME) ||
@@ -153,33 +205,114 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
         !field_ok(q->protocol_state, CHECK_MAX_TOKEN) || !field_ok(q->queue_id, CHECK_MAX_TOKEN))
         return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
                            "check: a field exceeds its length limit", out);
+    if (q->explain) {
+        ctr_add(h->ctr, CTR_CHECK_EXPLAIN, 1);
+        if (!(expl = calloc(1, EXPLAIN_MAX)))
+            return MXC_ENOMEM;
+    }
 
     if (wl_match(h->env->wl, q, h->now_ms, matched, sizeof matched)) {
         cr.action = MXCACHE__ACTION__ACTION_DUNNO;
         cr.rule = "whitelist";
         cr.text = matched;
-        ctr_add(h->ctr, CTR_RULE_WHITELIST, 1);
-    } else {
-        static const Mxcache__Action actions[] = {
-            [DEFAULT_ACTION_DUNNO] = MXCACHE__ACTION__ACTION_DUNNO,
-            [DEFAULT_ACTION_DEFER] = MXCACHE__ACTION__ACTION_DEFER,
-            [DEFAULT_ACTION_REJECT] = MXCACHE__ACTION__ACTION_REJECT,
-        };
-        cr.action = actions[cfg->default_action];
-        if (cr.action != MXCACHE__ACTION__ACTION_DUNNO) {
-            cr.smtp_code = (uint32_t)cfg->default_code;
-            cr.enhanced_status = cfg->default_status;
-            cr.text = cfg->default_text;
-        }
-        cr.rule = "default";
-        ctr_add(h->ctr, CTR_RULE_DEFAULT, 1);
+        explain_add(expl, "whitelist: entry %s matches\n", matched);
+        if (count)
+            ctr_add(h->ctr, CTR_RULE_WHITELIST, 1);
+        goto reply;
     }
-    ctr_add(h->ctr, cr.action == MXCACHE__ACTION__ACTION_DUNNO   ? CTR_DECISION_DUNNO
-                    : cr.action == MXCACHE__ACTION__ACTION_DEFER ? CTR_DECISION_DEFER
-                                                                 : CTR_DECISION_REJECT, 1);
+    if (h->wf && (wlfile_match_client(h->wf, q->client_address, q->client_name, matched, sizeof matched) ||
+                  wlfile_match_recipient(h->wf, q->recipient, matched, sizeof matched))) {
+        cr.action = MXCACHE__ACTION__ACTION_DUNNO;
+        cr.rule = "whitelist";
+        cr.text = matched;
+        explain_add(expl, "whitelist: the file entry at %s matches\n", matched);
+        if (count)
+            ctr_add(h->ctr, CTR_RULE_WHITELIST, 1);
+        goto reply;
+    }
+    explain_add(expl, "whitelist: no entry matches\n");
+
+    if (h->gl) {
+        rc = greylist_check(h->gl, h->batch, q, h->now_ms, q->explain, &gr, expl, EXPLAIN_MAX, err,
+                            sizeof err);
+        if (rc != MXC_OK) {
+            free(expl);
+            return rc == MXC_ENOMEM ? rc : reply_store_error(h, id, "check", err, out);
+        }
+        /* A new triplet and a pass change what the next attempt is told: their writes must be
+         * on disk before this reply. Refreshes of known triplets and counters need not wait
+         * for an fsync (a crash may lose the last of them, never a decision). */
+        if (gr.rule == GREYLIST_NEW || gr.rule == GREYLIST_PASS)
+            h->durable = true;
+        if (gr.rule != GREYLIST_SKIPPED) {
+            cr.rule = (char *)greylist_rule_name(gr.rule);
+            cr.fact_age_ms = gr.fact_age_ms;
+            if (gr.defer) {
+                cr.action = MXCACHE__ACTION__ACTION_DEFER;
+                cr.smtp_code = gr.smtp_code;
+                cr.enhanced_status = (char *)gr.status;
+                cr.text = gr.text;
+            } else {
+                cr.action = MXCACHE__ACTION__ACTION_DUNNO;
+                cr.prepend = gr.prepend;
+            }
+            if (count) {
+                ctr_add(h->ctr, greylist_counter[gr.rule], 1);
+                ctr_add(h->ctr, greylist_rule_counter[gr.rule], 1);
+            }
+            goto reply;
+        }
+        if (count)
+            ctr_add(h->ctr, CTR_GREYLIST_SKIPPED, 1);
+    }
+
+    static const Mxcache__Action actions[] = {
+        [DEFAULT_ACTION_DUNNO] = MXCACHE__ACTION__ACTION_DUNNO,
+        [DEFAULT_ACTION_DEFER] = MXCACHE__ACTION__ACTION_DEFER,
+        [DEFAULT_ACTION_REJECT] = MXCACHE__ACTION__ACTION_REJECT,
+    };
+    cr.action = actions[cfg->default_action];
+    if (cr.action != MXCACHE__ACTION__ACTION_DUNNO) {
+        cr.smtp_code = (uint32_t)cfg->default_code;
+        cr.enhanced_status = cfg->default_status;
+        cr.text = cfg->default_text;
+    }
+    cr.rule = "default";
+    explain_add(expl, "default: no check decided; policy.default_action is %s\n",
+                wire_action_name(cr.action));
+    if (count)
+        ctr_add(h->ctr, CTR_RULE_DEFAULT, 1);
+
+reply:
+    if (count)
+        ctr_add(h->ctr, cr.action == MXCACHE__ACTION__ACTION_DUNNO   ? CTR_DECISION_DUNNO
+                        : cr.action == MXCACHE__ACTION__ACTION_DEFER ? CTR_DECISION_DEFER
+                                                                     : CTR_DECISION_REJECT, 1);
+    if (log_enabled(LOG_DEBUG)) {
+        const char *ca = q->client_address ? q->client_address : "";
+        const char *sa = q->sender ? q->sender : "", *ra = q->recipient ? q->recipient : "";
+        char client[80], sender[96], rcpt[96];
+        log_msg(LOG_DEBUG, "CHECK", "id=%llu client=%s sender=%s recipient=%s rule=%s action=%s%s",
+                (unsigned long long)id, log_escape(ca, strlen(ca), client, sizeof client),
+                log_escape(sa, strlen(sa), sender, sizeof sender),
+                log_escape(ra, strlen(ra), rcpt, sizeof rcpt), cr.rule,
+                wire_action_name(cr.action), q->explain ? " explain=yes" : "");
+    }
+    if (expl) {
+        if (cr.smtp_code)
+            explain_add(expl, "result: %s %u %s %s (rule %s); explain changed nothing",
+                        wire_action_name(cr.action), cr.smtp_code, cr.enhanced_status, cr.text,
+                        cr.rule);
+        else
+            explain_add(expl, "result: %s (rule %s); explain changed nothing",
+                        wire_action_name(cr.action), cr.rule);
+        cr.explanation = expl;
+    }
     rep.body_case = MXCACHE__REPLY__BODY_CHECK;
     rep.check = &cr;
-    return pack_reply(&rep, id, out);
+    rc = pack_reply(&rep, id, out);
+    free(expl);
+    return rc;
 }
 
 /* ---- admin ---- */
@@ -187,15 +320,6 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
 static bool keyspace_ok(Mxcache__Keyspace ks)
 {
     return ks >= MXCACHE__KEYSPACE__KEYSPACE_VERIFY && ks <= MXCACHE__KEYSPACE__KEYSPACE_WHITELIST;
-}
-
-static int reply_store_error(struct handler *h, uint64_t id, const char *what, const char *err,
-                             struct handler_reply *out)
-{
-    char msg[512];
-    snprintf(msg, sizeof msg, "%s: store error: %s", what, err);
-    log_msg(LOG_ERR, "STORE", "op=%s error=\"%s\"", what, err);
-    return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_STORE, msg, out);
 }
 
 static int touch_whitelist(struct handler *h, const char *key, size_t len)
@@ -361,6 +485,7 @@ static int delete_key(struct handler *h, Mxcache__Keyspace ks, const char *key, 
         return MXC_OK;
     if (rc != MXC_OK)
         return rc;
+    h->durable = true;
     if ((rc = store_batch_delete(h->batch, ks, key, keylen)) != MXC_OK)
         return rc;
     if (ks == MXCACHE__KEYSPACE__KEYSPACE_WHITELIST)
@@ -429,6 +554,7 @@ static int flush_one(void *arg, const char *key, size_t keylen, const char *val,
     fc->matched++;
     if (fc->q->dry_run)
         return 0;
+    h->durable = true;
     if (store_batch_delete(h->batch, fc->q->keyspace, key, keylen) != MXC_OK)
         return fc->rc = MXC_EINVAL;
     if (fc->q->keyspace == MXCACHE__KEYSPACE__KEYSPACE_WHITELIST &&
@@ -541,6 +667,7 @@ static int do_whitelist_add(struct handler *h, uint64_t id, const Mxcache__White
     wr.expires_at_ms = q->ttl_ms ? h->now_ms + q->ttl_ms : 0;
     if ((rc = wire_message_pack(&wr.base, &buf, &len)) != MXC_OK)
         return rc;
+    h->durable = true;
     rc = store_batch_put(h->batch, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, key, keylen, buf, len);
     free(buf);
     if (rc == MXC_OK)
@@ -720,7 +847,9 @@ int handler_commit(struct handler *h, struct handler_reply *replies, size_t n)
     if (writes == 0)
         return MXC_OK;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (store_batch_commit(h->batch, err, sizeof err) != MXC_OK) {
+    int rc = h->durable ? store_batch_commit(h->batch, err, sizeof err)
+                        : store_batch_commit_lazy(h->batch, err, sizeof err);
+    if (rc != MXC_OK) {
         log_msg(LOG_ERR, "STORE", "op=commit writes=%zu error=\"%s\"", writes, err);
         for (size_t i = 0; i < n; i++) {
             if (replies[i].deferred)
@@ -737,7 +866,7 @@ int handler_commit(struct handler *h, struct handler_reply *replies, size_t n)
         return MXC_ESTORE;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    ctr_add(h->ctr, CTR_COMMITS, 1);
+    ctr_add(h->ctr, h->durable ? CTR_COMMITS : CTR_COMMITS_LAZY, 1);
     ctr_add(h->ctr, CTR_COMMIT_WRITES, writes);
     ctr_add(h->ctr, CTR_COMMIT_USEC,
             (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));

@@ -16,6 +16,8 @@
 
 #include "config.h"
 #include "counters.h"
+#include "greylist.h"
+#include "policy.h"
 #include "store.h"
 #include "whitelist.h"
 
@@ -46,8 +48,9 @@ struct handler;
 struct handler *handler_create(const struct handler_env *env, struct counters *ctr);
 void handler_destroy(struct handler *h); /* NULL-safe */
 
-/* handler_begin - starts a round that decides with cfg (borrowed until handler_commit). */
-void handler_begin(struct handler *h, const struct config *cfg);
+/* handler_begin - starts a round that decides with pol (borrowed until the round's last
+ * handler_run_deferred or handler_commit). */
+void handler_begin(struct handler *h, const struct policy *pol);
 
 /* handler_request - handles one request of len bytes. Always produces a reply in *out (an error
  * reply for a bad request) unless out of memory, which returns MXC_ENOMEM and leaves *out empty. */

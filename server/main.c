@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "policy.h"
 #include "log.h"
 #include "mxc_err.h"
 #include "service.h"
@@ -59,11 +60,24 @@ static struct config *load(const char *path)
     return cfg;
 }
 
+static void log_reload_error(void *arg, const char *msg)
+{
+    (void)arg;
+    log_msg(LOG_ERR, "RELOAD", "error=\"%s\"", msg);
+}
+
+static void print_error(void *arg, const char *msg)
+{
+    (void)arg;
+    fprintf(stderr, "mxcached: %s\n", msg);
+}
+
 static void reload(struct daemon_state *ds)
 {
     struct config_errors errs = {0};
     const struct config *old = service_config(ds->svc);
     struct config *cfg;
+    struct policy *pol;
     char diff[512];
 
     if (!ds->config_path) {
@@ -88,8 +102,16 @@ static void reload(struct daemon_state *ds)
         config_free(cfg);
         return;
     }
-    log_set_level(log_level_from_index(cfg->log_level));
-    service_reload(ds->svc, cfg);
+    /* What the config names outside itself (the greylist key, whitelist files) is read here, so
+     * that a file that cannot be read or has errors refuses the reload like any config error. */
+    int level = log_level_from_index(cfg->log_level);
+    pol = policy_create(cfg, log_reload_error, NULL);
+    if (!pol) {
+        log_msg(LOG_ERR, "RELOAD", "result=refused reason=\"config has errors; the running config stays\"");
+        return;
+    }
+    log_set_level(level);
+    service_reload(ds->svc, pol);
     log_msg(LOG_NOTICE, "RELOAD", "result=ok file=%s", ds->config_path);
 }
 
@@ -116,6 +138,7 @@ int main(int argc, char **argv)
     struct daemon_state ds = {0};
     bool foreground = false, check = false, print = false;
     struct config *cfg;
+    struct policy *pol;
     struct store_options so = {0};
     char err[512];
     sigset_t sigs;
@@ -139,12 +162,19 @@ int main(int argc, char **argv)
     cfg = load(ds.config_path);
     if (!cfg)
         return 1;
-    if (check || print) {
-        if (print)
-            config_print(cfg, stdout);
-        else
-            printf("%s: OK\n", ds.config_path ? ds.config_path : "(embedded defaults)");
+    if (print) {
+        config_print(cfg, stdout);
         config_free(cfg);
+        return 0;
+    }
+    /* What the config names outside itself (the greylist key, whitelist files) is read here
+     * too, so that --check-config finds its errors and they stop a start before it detaches. */
+    pol = policy_create(cfg, print_error, NULL);
+    if (!pol)
+        return 1;
+    if (check) {
+        printf("%s: OK\n", ds.config_path ? ds.config_path : "(embedded defaults)");
+        policy_free(pol);
         return 0;
     }
 
@@ -158,7 +188,7 @@ int main(int argc, char **argv)
     umask(007);
     if (!foreground && daemon(1, 0) != 0) {
         fprintf(stderr, "mxcached: cannot detach: %s\n", strerror(errno));
-        config_free(cfg);
+        policy_free(pol);
         return 1;
     }
 
@@ -173,7 +203,7 @@ int main(int argc, char **argv)
     sigfd = signalfd(-1, &sigs, SFD_CLOEXEC);
     if (sigfd < 0) {
         log_msg(LOG_ERR, "FATAL", "error=\"signalfd: %s\"", strerror(errno));
-        config_free(cfg);
+        policy_free(pol);
         return 1;
     }
 
@@ -185,7 +215,7 @@ int main(int argc, char **argv)
     store *st = store_open(&so, err, sizeof err);
     if (!st) {
         log_msg(LOG_ERR, "FATAL", "error=\"cannot open store %s: %s\"", cfg->store_path, err);
-        config_free(cfg);
+        policy_free(pol);
         return 1;
     }
     struct whitelist *wl = wl_create();
@@ -193,12 +223,12 @@ int main(int argc, char **argv)
         log_msg(LOG_ERR, "FATAL", "error=\"cannot load whitelists: %s\"", wl ? err : "out of memory");
         wl_destroy(wl);
         store_close(st);
-        config_free(cfg);
+        policy_free(pol);
         return 1;
     }
     char *path = strdup(cfg->store_path);
-    bool sync = cfg->store_sync;
-    ds.svc = service_create(cfg, st, wl, err, sizeof err); /* owns cfg from here */
+    bool sync = cfg->store_sync, greylisting = cfg->greylist_enabled;
+    ds.svc = service_create(pol, st, wl, err, sizeof err); /* owns pol (and cfg) from here */
     if (!ds.svc) {
         log_msg(LOG_ERR, "FATAL", "error=\"%s\"", err);
         free(path);
@@ -206,9 +236,10 @@ int main(int argc, char **argv)
         store_close(st);
         return 1;
     }
-    log_msg(LOG_NOTICE, "START", "version=%s config=%s store=%s sync=%s whitelist_entries=%zu",
+    log_msg(LOG_NOTICE, "START",
+            "version=%s config=%s store=%s sync=%s whitelist_entries=%zu greylisting=%s",
             MXCACHE_VERSION, ds.config_path ? ds.config_path : "(embedded defaults)",
-            path ? path : "?", sync ? "yes" : "no", wl_count(wl));
+            path ? path : "?", sync ? "yes" : "no", wl_count(wl), greylisting ? "on" : "off");
     free(path);
 
     rc = service_run(ds.svc, sigfd, on_signal, &ds);

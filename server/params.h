@@ -6,9 +6,10 @@
  * Types: BOOL (true/false); INT (integer); SIZE (bytes: integer or "64M"); DURATION (milliseconds in
  * the struct; in the file an integer counts seconds, or a string with a unit: "500ms", "30s",
  * "3h", "31d"); STRING; ENUM (one of the '|'-separated choices in the bounds' place, stored as the
- * choice's index); LIST (a list of strings, default '|'-separated). min/max apply to INT, SIZE and
- * DURATION (DURATION bounds in milliseconds). A setting marked reload=1 takes effect on SIGHUP;
- * the others need a restart (a reload that changes one logs a warning and keeps the running value). */
+ * choice's index); LIST (a list of strings, default '|'-separated; "" is the empty list). min/max
+ * apply to INT, SIZE and DURATION (DURATION bounds in milliseconds). A setting marked reload=1
+ * takes effect on SIGHUP; the others need a restart (a reload that changes one logs a warning and
+ * keeps the running value). */
 #ifndef MXCACHED_PARAMS_H
 #define MXCACHED_PARAMS_H
 
@@ -53,6 +54,46 @@
       "enhanced status code of the default answer")                                               \
     X("policy", "default_text", STRING, default_text, "Service temporarily unavailable", 0, 0,     \
       NULL, 1, "text of the default answer")                                                      \
+    X("greylist", "enabled", BOOL, greylist_enabled, "true", 0, 0, NULL, 1,                        \
+      "defer the first attempt of each new (client, sender, recipient) triplet")                 \
+    X("greylist", "delay", DURATION, greylist_delay, "300s", 0, 86400000, NULL, 1,                 \
+      "how long a new triplet is deferred; 0: the first attempt passes")                         \
+    X("greylist", "retry_window", DURATION, greylist_retry_window, "2d", 60000, 2592000000ll,      \
+      NULL, 1, "how long a deferred triplet waits for its retry; a later retry starts over")    \
+    X("greylist", "max_age", DURATION, greylist_max_age, "35d", 86400000, 31536000000ll, NULL, 1,  \
+      "how long a triplet that passed is remembered after it was last seen")                     \
+    X("greylist", "awl_passes", INT, greylist_awl_passes, "5", 0, 1000, NULL, 1,                   \
+      "passes after which a client skips greylisting (auto-whitelist); 0: never")               \
+    X("greylist", "awl_max_age", DURATION, greylist_awl_max_age, "35d", 86400000, 31536000000ll,   \
+      NULL, 1, "how long an auto-whitelisted client is remembered after its last pass")         \
+    X("greylist", "ipv4_prefix", INT, greylist_ipv4_prefix, "24", 8, 32, NULL, 1,                  \
+      "IPv4 clients in one network of this prefix length count as one client")                  \
+    X("greylist", "ipv6_prefix", INT, greylist_ipv6_prefix, "64", 16, 128, NULL, 1,                \
+      "IPv6 clients in one network of this prefix length count as one client")                  \
+    X("greylist", "client_identity", ENUM, greylist_client_identity, "network", 0, 0,              \
+      "network|domain", 1,                                                                        \
+      "what identifies a client: its network, or the registered domain of its verified name")   \
+    X("greylist", "domains", LIST, greylist_domains, "", 0, 0, NULL, 1,                            \
+      "greylist only recipients in these domains and their subdomains; empty: every domain")    \
+    X("greylist", "exempt_domains", LIST, greylist_exempt_domains, "", 0, 0, NULL, 1,              \
+      "never greylist recipients in these domains and their subdomains")                        \
+    X("greylist", "reply_code", INT, greylist_reply_code, "450", 400, 499, NULL, 1,                \
+      "SMTP code of the greylisting deferral")                                                   \
+    X("greylist", "reply_status", STRING, greylist_reply_status, "4.7.1", 0, 0, NULL, 1,           \
+      "enhanced status code of the greylisting deferral (class 4)")                              \
+    X("greylist", "reply_text", STRING, greylist_reply_text,                                       \
+      "Greylisted, please try again in {remaining} seconds", 0, 0, NULL, 1,                      \
+      "text of the deferral; {remaining} becomes the seconds left until a retry can pass")      \
+    X("greylist", "header", BOOL, greylist_header, "true", 0, 0, NULL, 1,                          \
+      "on the pass after a delay, have the MX prepend an X-Greylist header")                    \
+    X("greylist", "hash_keys", BOOL, greylist_hash_keys, "false", 0, 0, NULL, 1,                   \
+      "store greylist and auto-whitelist keys as keyed BLAKE2b hashes, no addresses in clear")  \
+    X("greylist", "key_file", STRING, greylist_key_file, "", 0, 0, NULL, 1,                        \
+      "with hash_keys: file with the secret hash key, at least 32 bytes")                       \
+    X("whitelist", "client_files", LIST, whitelist_client_files, "", 0, 0, NULL, 1,                \
+      "files of client whitelists in postgrey's whitelist_clients format")                      \
+    X("whitelist", "recipient_files", LIST, whitelist_recipient_files, "", 0, 0, NULL, 1,          \
+      "files of recipient whitelists in postgrey's whitelist_recipients format")                \
     X("admin", "list_page_size", INT, list_page_size, "100", 1, 100000, NULL, 1,                   \
       "entries per list page when the client does not say")                                       \
     X("admin", "list_page_max", INT, list_page_max, "1000", 1, 100000, NULL, 1,                    \

@@ -26,9 +26,9 @@
 #define SERVICE_HEARTBEAT_TIMEOUT_MS 15000
 #define SERVICE_LINGER_MS 1000             /* at close, time to flush the last replies */
 
-/* A config shared by the workers, freed when the last round using it ends. */
+/* A policy shared by the workers, freed when the last round using it ends. */
 struct cfgref {
-    struct config *cfg;
+    struct policy *pol;
     atomic_uint refs;
 };
 
@@ -62,12 +62,12 @@ struct service {
     bool stopped;
 };
 
-static struct cfgref *cfgref_new(struct config *cfg)
+static struct cfgref *cfgref_new(struct policy *pol)
 {
     struct cfgref *r = malloc(sizeof *r);
     if (!r)
         return NULL;
-    r->cfg = cfg;
+    r->pol = pol;
     atomic_init(&r->refs, 1);
     return r;
 }
@@ -75,7 +75,7 @@ static struct cfgref *cfgref_new(struct config *cfg)
 static void cfgref_release(struct cfgref *r)
 {
     if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
-        config_free(r->cfg);
+        policy_free(r->pol);
         free(r);
     }
 }
@@ -89,12 +89,12 @@ static struct cfgref *cfg_acquire(struct service *svc)
     return r;
 }
 
-void service_reload(struct service *svc, struct config *cfg)
+void service_reload(struct service *svc, struct policy *pol)
 {
-    struct cfgref *r = cfgref_new(cfg);
+    struct cfgref *r = cfgref_new(pol);
     if (!r) {
         log_msg(LOG_ERR, "RELOAD", "error=\"out of memory\"");
-        config_free(cfg);
+        policy_free(pol);
         return;
     }
     pthread_mutex_lock(&svc->cfg_lock);
@@ -106,7 +106,7 @@ void service_reload(struct service *svc, struct config *cfg)
 
 const struct config *service_config(struct service *svc)
 {
-    return svc->cfg->cfg;
+    return svc->cfg->pol->cfg;
 }
 
 static uint64_t mono_ms(void)
@@ -209,7 +209,7 @@ static void worker_round(struct worker *w, struct round *r)
     struct cfgref *cfg = cfg_acquire(w->svc);
     size_t last = 0;
 
-    handler_begin(w->handler, cfg->cfg);
+    handler_begin(w->handler, cfg->pol);
     for (size_t i = 0; i < r->n; i++) {
         if (handler_request(w->handler, zmq_msg_data(&r->payload[i]), zmq_msg_size(&r->payload[i]),
                             &r->replies[i]) != MXC_OK)
@@ -348,21 +348,22 @@ fail:
     return MXC_EIO;
 }
 
-struct service *service_create(struct config *cfg, store *st, struct whitelist *wl, char *err,
+struct service *service_create(struct policy *pol, store *st, struct whitelist *wl, char *err,
                                size_t errlen)
 {
     struct service *svc = calloc(1, sizeof *svc);
+    const struct config *cfg = pol->cfg;
     long cpus;
 
     if (!svc) {
-        config_free(cfg);
+        policy_free(pol);
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
     pthread_mutex_init(&svc->cfg_lock, NULL);
-    svc->cfg = cfgref_new(cfg);
+    svc->cfg = cfgref_new(pol);
     if (!svc->cfg) {
-        config_free(cfg);
+        policy_free(pol);
         snprintf(err, errlen, "out of memory");
         free(svc);
         return NULL;

@@ -20,15 +20,16 @@
 #include <stddef.h>
 
 #include "config.h"
+#include "policy.h"
 #include "store.h"
 #include "whitelist.h"
 
 struct service;
 
-/* service_create - binds every endpoint of cfg->listen and starts the workers. Takes ownership of
- * cfg (also on failure). st and wl are borrowed and must outlive the service. Returns NULL with a
- * message in err when an endpoint cannot be bound or a thread cannot start. */
-struct service *service_create(struct config *cfg, store *st, struct whitelist *wl, char *err,
+/* service_create - binds every endpoint of pol->cfg->listen and starts the workers. Takes
+ * ownership of pol, also on failure. st and wl are borrowed and must outlive the service.
+ * Returns NULL with a message in err when an endpoint cannot be bound or a thread cannot start. */
+struct service *service_create(struct policy *pol, store *st, struct whitelist *wl, char *err,
                                size_t errlen);
 
 /* Actions of a signal callback. */
@@ -40,9 +41,9 @@ enum service_signal_action { SERVICE_CONTINUE, SERVICE_STOP };
 int service_run(struct service *svc, int sigfd,
                 enum service_signal_action (*on_signal)(void *arg, int signo), void *arg);
 
-/* service_reload - makes cfg (ownership taken) the config of the next rounds; rounds in progress
- * finish with the config they started with. Thread-safe. */
-void service_reload(struct service *svc, struct config *cfg);
+/* service_reload - makes pol (ownership taken) the policy of the next rounds; rounds in
+ * progress finish with the one they started with. Thread-safe. */
+void service_reload(struct service *svc, struct policy *pol);
 
 /* service_config - the current config (borrowed; valid until the next service_reload from the
  * caller's own thread). */

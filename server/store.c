@@ -42,6 +42,7 @@ struct store {
     rocksdb_compactionfilter_t *filter;
     rocksdb_readoptions_t *ropt;
     rocksdb_writeoptions_t *wopt;
+    rocksdb_writeoptions_t *wopt_lazy; /* never syncs: store_batch_commit_lazy */
     uint64_t (*now_ms)(void *arg);
     void *now_arg;
 };
@@ -119,6 +120,8 @@ static void store_release(store *st)
         rocksdb_readoptions_destroy(st->ropt);
     if (st->wopt)
         rocksdb_writeoptions_destroy(st->wopt);
+    if (st->wopt_lazy)
+        rocksdb_writeoptions_destroy(st->wopt_lazy);
     free(st);
 }
 
@@ -168,6 +171,8 @@ store *store_open(const struct store_options *opt, char *err, size_t errlen)
     st->ropt = rocksdb_readoptions_create();
     st->wopt = rocksdb_writeoptions_create();
     rocksdb_writeoptions_set_sync(st->wopt, opt->sync);
+    st->wopt_lazy = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(st->wopt_lazy, 0);
 
     base = store_base_options(opt, st->cache);
     cfopt[0] = base;
@@ -337,7 +342,7 @@ size_t store_batch_count(const store_batch *b)
     return n > 0 ? (size_t)n : 0;
 }
 
-int store_batch_commit(store_batch *b, char *err, size_t errlen)
+static int batch_write(store_batch *b, rocksdb_writeoptions_t *wopt, char *err, size_t errlen)
 {
     char *rerr = NULL;
 
@@ -345,7 +350,7 @@ int store_batch_commit(store_batch *b, char *err, size_t errlen)
         return MXC_EINVAL;
     if (rocksdb_writebatch_wi_count(b->wb) == 0)
         return MXC_OK;
-    rocksdb_write_writebatch_wi(b->st->db, b->st->wopt, b->wb, &rerr);
+    rocksdb_write_writebatch_wi(b->st->db, wopt, b->wb, &rerr);
     /* Robustness: the batch is emptied on failure too, so that a worker does not retry (or read
      * through) writes whose replies were already turned into errors. */
     rocksdb_writebatch_wi_clear(b->wb);
@@ -354,6 +359,16 @@ int store_batch_commit(store_batch *b, char *err, size_t errlen)
         return MXC_ESTORE;
     }
     return MXC_OK;
+}
+
+int store_batch_commit(store_batch *b, char *err, size_t errlen)
+{
+    return batch_write(b, b ? b->st->wopt : NULL, err, errlen);
+}
+
+int store_batch_commit_lazy(store_batch *b, char *err, size_t errlen)
+{
+    return batch_write(b, b ? b->st->wopt_lazy : NULL, err, errlen);
 }
 
 /* store_keycmp - RocksDB's default (bytewise) order of two keys. */

@@ -74,6 +74,11 @@ size_t store_batch_count(const store_batch *b);
  * nothing of the batch was written and the batch is emptied. An empty batch commits at no cost. */
 int store_batch_commit(store_batch *b, char *err, size_t errlen);
 
+/* store_batch_commit_lazy - like store_batch_commit, but never waits for an fsync: the writes
+ * reach the WAL and survive a crash of the process, not necessarily one of the machine. For
+ * rounds whose writes only refresh times and counters, which no reply depends on. */
+int store_batch_commit_lazy(store_batch *b, char *err, size_t errlen);
+
 /* store_scan - calls fn for each live record of ks whose key starts with prefix (plen may be 0),
  * in key order, starting after start_after (NULL or salen 0: from the first). fn returns 0 to go
  * on, 1 to stop, or a negative code that store_scan returns. With include_expired, expired records

@@ -119,6 +119,24 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->list_page_size, 100);
     ck_assert_int_eq(c->list_page_max, 1000);
     ck_assert_int_eq(c->flush_batch, 10000);
+    ck_assert(c->greylist_enabled);
+    ck_assert_uint_eq(c->greylist_delay, 300000);
+    ck_assert_uint_eq(c->greylist_retry_window, 2 * 86400000ull);
+    ck_assert_uint_eq(c->greylist_max_age, 35 * 86400000ull);
+    ck_assert_int_eq(c->greylist_awl_passes, 5);
+    ck_assert_uint_eq(c->greylist_awl_max_age, 35 * 86400000ull);
+    ck_assert_int_eq(c->greylist_ipv4_prefix, 24);
+    ck_assert_int_eq(c->greylist_ipv6_prefix, 64);
+    ck_assert_int_eq(c->greylist_client_identity, 0); /* network */
+    /* An empty LIST default ("") is the empty list, not a list of one empty string. */
+    ck_assert_uint_eq(c->greylist_domains.n, 0);
+    ck_assert_uint_eq(c->greylist_exempt_domains.n, 0);
+    ck_assert_int_eq(c->greylist_reply_code, 450);
+    ck_assert_str_eq(c->greylist_reply_status, "4.7.1");
+    ck_assert_str_eq(c->greylist_reply_text, "Greylisted, please try again in {remaining} seconds");
+    ck_assert(c->greylist_header);
+    ck_assert(!c->greylist_hash_keys);
+    ck_assert_str_eq(c->greylist_key_file, "");
     config_free(c);
     config_free(NULL);  /* NULL-safe */
 }
@@ -181,6 +199,25 @@ START_TEST(test_overrides)
         "  default_status = \"4.3.0\";\n"
         "  default_text = \"Try \\\"later\\\"\";\n"
         "};\n"
+        "greylist = {\n"
+        "  enabled = false;\n"
+        "  delay = 0;\n"                        /* the first attempt passes */
+        "  retry_window = \"1m\";\n"           /* the minimum */
+        "  max_age = \"365d\";\n"              /* the maximum, past 32 bits of ms */
+        "  awl_passes = 0;\n"
+        "  awl_max_age = \"1d\";\n"
+        "  ipv4_prefix = 32;\n"
+        "  ipv6_prefix = 48;\n"
+        "  client_identity = \"domain\";\n"
+        "  domains = [ \"Example.COM.\", \"example.net\" ];\n"
+        "  exempt_domains = [ \"vip.example.com\" ];\n"
+        "  reply_code = 451;\n"
+        "  reply_status = \"4.2.0\";\n"
+        "  reply_text = \"Wait {remaining}s\";\n"
+        "  header = false;\n"
+        "  hash_keys = true;\n"
+        "  key_file = \"/etc/mxcache/greylist.key\";\n"
+        "};\n"
         "admin = {\n"
         "  list_page_size = 1000;\n"            /* == list_page_max is fine */
         "  list_page_max = 1000;\n"
@@ -215,6 +252,24 @@ START_TEST(test_overrides)
     ck_assert_str_eq(c->default_text, "Try \"later\"");
     ck_assert_int_eq(c->list_page_size, 1000);
     ck_assert_int_eq(c->flush_batch, 1);
+    ck_assert(!c->greylist_enabled);
+    ck_assert_uint_eq(c->greylist_delay, 0);
+    ck_assert_uint_eq(c->greylist_retry_window, 60000);
+    ck_assert_uint_eq(c->greylist_max_age, 365 * 86400000ull);
+    ck_assert_int_eq(c->greylist_awl_passes, 0);
+    ck_assert_uint_eq(c->greylist_awl_max_age, 86400000);
+    ck_assert_int_eq(c->greylist_ipv4_prefix, 32);
+    ck_assert_int_eq(c->greylist_ipv6_prefix, 48);
+    ck_assert_int_eq(c->greylist_client_identity, 1); /* domain */
+    ck_assert_uint_eq(c->greylist_domains.n, 2);
+    ck_assert_str_eq(c->greylist_domains.items[0], "Example.COM.");
+    ck_assert_uint_eq(c->greylist_exempt_domains.n, 1);
+    ck_assert_int_eq(c->greylist_reply_code, 451);
+    ck_assert_str_eq(c->greylist_reply_status, "4.2.0");
+    ck_assert_str_eq(c->greylist_reply_text, "Wait {remaining}s");
+    ck_assert(!c->greylist_header);
+    ck_assert(c->greylist_hash_keys);
+    ck_assert_str_eq(c->greylist_key_file, "/etc/mxcache/greylist.key");
     config_free(c);
     config_errors_fini(&errs);
 }
@@ -333,7 +388,7 @@ static const struct bad_case {
     {"duplicate setting", "server = {\n  workers = 4;\n  workers = 5;\n};\n", 3,
      "duplicate setting name"},
     {"unknown group", "# comment\n\nsrever = {\n  workers = 4;\n};\n", 3,
-     "unknown group srever (groups: server, log, store, policy, admin)"},
+     "unknown group srever (groups: server, log, store, policy, greylist, whitelist, admin)"},
     {"unknown setting", "server = {\n  workers = 4;\n  wrokers = 5;\n};\n", 3,
      "server.wrokers: unknown setting (settings of server: listen, workers,"},
     {"nested group", "store = {\n  rocksdb = {\n    x = 1;\n  };\n};\n", 2,
@@ -427,6 +482,41 @@ static const struct bad_case {
      "admin.list_page_size 60 is larger than admin.list_page_max 50"},
     {"page max below the default size: at the max's line", "admin = {\n  list_page_max = 50;\n};\n",
      2, "admin.list_page_size 100 is larger than admin.list_page_max 50"},
+    {"greylist status of class 5", "greylist = {\n  reply_status = \"5.7.1\";\n};\n", 2,
+     "greylist.reply_status: \"5.7.1\" is not an enhanced status code of class 4"},
+    {"greylist status malformed", "greylist = {\n  reply_status = \"4.7\";\n};\n", 2,
+     "greylist.reply_status: \"4.7\" is not an enhanced status code of class 4"},
+    {"greylist code 5xx", "greylist = {\n  reply_code = 550;\n};\n", 2,
+     "greylist.reply_code: 550 is out of range: allowed 400 to 499"},
+    {"greylist delay as long as the window",
+     "greylist = {\n  retry_window = \"1h\";\n  delay = \"1h\";\n};\n", 3,
+     "greylist.delay 1h is not shorter than greylist.retry_window 1h: no retry could pass"},
+    {"greylist window below the default delay: at the window's line",
+     "greylist = {\n  retry_window = \"2m\";\n};\n", 2,
+     "greylist.delay 5m is not shorter than greylist.retry_window 2m"},
+    {"greylist delay above its bound", "greylist = {\n  delay = \"2d\";\n};\n", 2,
+     "greylist.delay: 2d is out of range: allowed 0s to 1d"},
+    {"greylist hash_keys without key_file", "greylist = {\n  hash_keys = true;\n};\n", 2,
+     "greylist.hash_keys needs greylist.key_file"},
+    {"greylist domain list with a non-domain",
+     "greylist = {\n  domains = [ \"example.com\", \"bad_domain\" ];\n};\n", 2,
+     "greylist.domains: \"bad_domain\" is not a domain name"},
+    {"greylist exempt domain with an address",
+     "greylist = {\n  exempt_domains = [ \"a@example.com\" ];\n};\n", 2,
+     "greylist.exempt_domains: \"a@example.com\" is not a domain name"},
+    {"greylist ipv6 prefix out of range", "greylist = {\n  ipv6_prefix = 8;\n};\n", 2,
+     "greylist.ipv6_prefix: 8 is out of range: allowed 16 to 128"},
+    {"greylist identity unknown", "greylist = {\n  client_identity = \"helo\";\n};\n", 2,
+     "greylist.client_identity: unknown value \"helo\": choices are network, domain"},
+    {"greylist reply text too long",
+     "greylist = {\n  reply_text = \""
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+     "\";\n};\n",
+     2, "greylist.reply_text: 460 bytes; at most 400 fit in an SMTP reply line"},
 };
 
 START_TEST(test_bad)

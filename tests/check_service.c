@@ -41,7 +41,9 @@ static long now_ms(void)
     return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void write_config(const char *policy_extra)
+/* write_greylist_config - the test config with policy_extra in its policy group and
+ * greylist_extra in its greylist group. */
+static void write_greylist_config(const char *policy_extra, const char *greylist_extra)
 {
     FILE *f = fopen(cfg_path, "w");
     ck_assert_ptr_nonnull(f);
@@ -49,9 +51,17 @@ static void write_config(const char *policy_extra)
             "server: { listen = [\"%s\"]; workers = 2; max_request_size = \"4K\"; };\n"
             "store: { path = \"%s/db\"; sync = true; };\n"
             "log: { target = \"stderr\"; level = \"info\"; };\n"
-            "policy: { %s };\n",
-            ipc_ep, dir, policy_extra ? policy_extra : "");
+            "policy: { %s };\n"
+            "greylist: { %s };\n",
+            ipc_ep, dir, policy_extra ? policy_extra : "", greylist_extra ? greylist_extra : "");
     fclose(f);
+}
+
+/* write_config - the test config, greylisting off (so that the default answer shows), with
+ * policy_extra in its policy group. */
+static void write_config(const char *policy_extra)
+{
+    write_greylist_config(policy_extra, "enabled = false;");
 }
 
 static mxc_client *client(void)
@@ -213,6 +223,26 @@ static uint64_t counter(mxc_client *c, const char *name)
     mxc_reply_free(rep);
     ck_assert_msg(v != UINT64_MAX, "no counter %s", name);
     return v;
+}
+
+static Mxcache__Reply *check_explain(mxc_client *c, const char *ip, const char *name,
+                                     const char *sender, const char *rcpt)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__CheckRequest q = MXCACHE__CHECK_REQUEST__INIT;
+    Mxcache__Reply *rep = NULL;
+    q.client_address = (char *)ip;
+    q.client_name = (char *)name;
+    q.sender = (char *)sender;
+    q.recipient = (char *)rcpt;
+    q.protocol_state = "RCPT";
+    q.mx_name = "mx01.test";
+    q.explain = true;
+    req.body_case = MXCACHE__REQUEST__BODY_CHECK;
+    req.check = &q;
+    ck_assert_int_eq(call(c, &req, &rep), MXC_OK);
+    ck_assert_int_eq(rep->body_case, MXCACHE__REPLY__BODY_CHECK);
+    return rep;
 }
 
 static int log_contains(const char *needle)
@@ -725,6 +755,85 @@ START_TEST(test_many_in_flight)
 }
 END_TEST
 
+/* Whitelists from files in postgrey's formats: Debian's own postgrey lists load as they are, an
+ * operator's file matches with its FILE:LINE, a reload picks up a changed file, and a file with
+ * errors refuses the reload (and fails --check-config) with its FILE:LINE. */
+START_TEST(test_whitelist_files)
+{
+    const char *src = getenv("MXCACHE_SOURCE_DIR");
+    char clients[300], rcpts[300], extra[1200], cmd[900], out[2048];
+    ck_assert_ptr_nonnull(src);
+    snprintf(clients, sizeof clients, "%s/clients", dir);
+    snprintf(rcpts, sizeof rcpts, "%s/recipients", dir);
+    FILE *f = fopen(clients, "w");
+    fprintf(f, "# partner relays\n198.51.100.0/24\nrelay.partner.example\n/^mx[0-9]+\\.bulk\\.example$/\n");
+    fclose(f);
+    f = fopen(rcpts, "w");
+    fprintf(f, "postmaster@\nabuse@our.example\n");
+    fclose(f);
+    snprintf(extra, sizeof extra,
+             "};\nwhitelist: { client_files = [\"%s/tests/data/postgrey/whitelist_clients\", \"%s\"];"
+             " recipient_files = [\"%s/tests/data/postgrey/whitelist_recipients\", \"%s\"]; ",
+             src, clients, src, rcpts);
+    write_greylist_config(NULL, extra); /* greylisting on, files named */
+    kill(daemon_pid, SIGHUP);
+    mxc_client *c = client();
+    long deadline = now_ms() + 10000;
+    Mxcache__Reply *rep;
+    for (;;) {
+        rep = check(c, "198.51.100.7", "unknown", "a@b.example", "user@our.example");
+        if (strcmp(rep->check->rule, "whitelist") == 0)
+            break;
+        mxc_reply_free(rep);
+        ck_assert_msg(now_ms() < deadline, "whitelist files not loaded");
+        sleep_ms(50);
+    }
+    char want[400];
+    snprintf(want, sizeof want, "%s:2", clients);
+    ck_assert_str_eq(rep->check->text, want);
+    mxc_reply_free(rep);
+    static const struct {
+        const char *ip, *name, *rcpt, *rule;
+    } cases[] = {
+        {"192.0.2.1", "relay.partner.example", "user@our.example", "whitelist"},
+        {"192.0.2.1", "mx12.bulk.example", "user@our.example", "whitelist"},
+        {"192.0.2.1", "mx12.bulk.example.evil", "user@our.example", "greylist_new"},
+        {"192.0.2.2", "unknown", "postmaster@anything.example", "whitelist"},
+        {"192.0.2.3", "unknown", "abuse@our.example", "whitelist"},
+        {"192.0.2.4", "unknown", "sales@our.example", "greylist_new"},
+        {"192.0.2.6", "unknown", "abuse@their.example", "whitelist"}, /* Debian: abuse@ */
+        {"192.0.2.5", "lists.debian.org", "user@our.example", "whitelist"}, /* Debian's file */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        rep = check(c, cases[i].ip, cases[i].name, "a@b.example", cases[i].rcpt);
+        ck_assert_msg(strcmp(rep->check->rule, cases[i].rule) == 0, "case %zu: rule %s", i, rep->check->rule);
+        mxc_reply_free(rep);
+    }
+
+    /* A broken file: --check-config names it with its line; SIGHUP keeps the running lists. */
+    f = fopen(clients, "a");
+    fprintf(f, "/unbalanced(/\n");
+    fclose(f);
+    snprintf(cmd, sizeof cmd, "%s --check-config --config %s 2>&1; echo exit=$?", getenv("MXCACHED"), cfg_path);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    pclose(p);
+    out[n] = '\0';
+    snprintf(want, sizeof want, "%s:5:", clients);
+    ck_assert_msg(strstr(out, want) && strstr(out, "exit=1"), "check-config said: %s", out);
+    kill(daemon_pid, SIGHUP);
+    deadline = now_ms() + 10000;
+    while (!log_contains("result=refused")) {
+        ck_assert_msg(now_ms() < deadline, "refusal not logged");
+        sleep_ms(50);
+    }
+    rep = check(c, "198.51.100.8", "unknown", "a@b.example", "user@our.example");
+    ck_assert_str_eq(rep->check->rule, "whitelist");
+    mxc_reply_free(rep);
+    mxc_client_destroy(c);
+}
+END_TEST
+
 START_TEST(test_check_config_reports_lines)
 {
     char cmd[700], out[2048];
@@ -745,6 +854,150 @@ START_TEST(test_check_config_reports_lines)
 }
 END_TEST
 
+/* wait_rule - repeats a Check until its rule is want (a SIGHUP is applied by the next round). */
+static void wait_rule(mxc_client *c, const char *rcpt, const char *want)
+{
+    long deadline = now_ms() + 10000;
+    for (;;) {
+        Mxcache__Reply *rep = check(c, "198.51.100.200", "unknown", "probe@example.org", rcpt);
+        int done = strcmp(rep->check->rule, want) == 0;
+        mxc_reply_free(rep);
+        if (done)
+            return;
+        ck_assert_msg(now_ms() < deadline, "reload to rule %s not applied", want);
+        sleep_ms(50);
+    }
+}
+
+/* One greylisted mail through the real daemon: switched on by SIGHUP with a 2-second delay,
+ * deferred, deferred again on an early retry (with another BATV tag, from another address of
+ * the /24), explained without a change, passed with the X-Greylist header after the delay,
+ * then known; the triplet survives a restart, and SIGHUP switches greylisting off again. */
+START_TEST(test_greylist_flow)
+{
+    static const char *const sender1 = "prvs=1234abcdef=Bounce@Sender.Example";
+    static const char *const sender2 = "prvs=9876fedcba=bounce@sender.example";
+    static const char *const key = "192.0.2.0/24/bounce@sender.example/user@example.net";
+    mxc_client *c = client();
+    Mxcache__Reply *rep;
+
+    write_greylist_config(NULL, "delay = \"2s\"; retry_window = \"1h\";");
+    kill(daemon_pid, SIGHUP);
+    wait_rule(c, "reload@example.net", "greylist_new");
+
+    long t0 = now_ms();
+    rep = check(c, "192.0.2.10", "unknown", sender1, "User@Example.NET");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DEFER);
+    ck_assert_str_eq(rep->check->rule, "greylist_new");
+    ck_assert_uint_eq(rep->check->smtp_code, 450);
+    ck_assert_str_eq(rep->check->enhanced_status, "4.7.1");
+    ck_assert_str_eq(rep->check->text, "Greylisted, please try again in 2 seconds");
+    ck_assert_str_eq(rep->check->prepend, "");
+    mxc_reply_free(rep);
+    ck_assert(get_found(c, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, key));
+
+    rep = check(c, "192.0.2.77", "unknown", sender2, "user@example.net");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DEFER);
+    ck_assert_str_eq(rep->check->rule, "greylist_early");
+    mxc_reply_free(rep);
+
+    rep = check_explain(c, "192.0.2.77", "unknown", sender2, "user@example.net");
+    ck_assert_str_eq(rep->check->rule, "greylist_early");
+    ck_assert_msg(strstr(rep->check->explanation, key) != NULL, "explanation: %s",
+                  rep->check->explanation);
+    ck_assert_msg(strstr(rep->check->explanation, "whitelist: no entry matches") != NULL,
+                  "explanation: %s", rep->check->explanation);
+    mxc_reply_free(rep);
+
+    long left = t0 + 2100 - now_ms();
+    if (left > 0)
+        sleep_ms(left);
+    rep = check(c, "192.0.2.200", "unknown", sender2, "user@example.net");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DUNNO);
+    ck_assert_str_eq(rep->check->rule, "greylist_pass");
+    static const char *const want[] = {"X-Greylist: delayed 2 seconds by mxcache at mx01.test; ",
+                                       "X-Greylist: delayed 3 seconds by mxcache at mx01.test; "};
+    ck_assert_msg(strncmp(rep->check->prepend, want[0], strlen(want[0])) == 0 ||
+                      strncmp(rep->check->prepend, want[1], strlen(want[1])) == 0,
+                  "prepend: %s", rep->check->prepend);
+    ck_assert_uint_ge(rep->check->fact_age_ms, 2000);
+    mxc_reply_free(rep);
+
+    rep = check(c, "192.0.2.10", "unknown", sender1, "user@example.net");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DUNNO);
+    ck_assert_str_eq(rep->check->rule, "greylist_known");
+    ck_assert_str_eq(rep->check->prepend, "");
+    mxc_reply_free(rep);
+
+    ck_assert_uint_eq(counter(c, "greylist_deferred"), 1);
+    ck_assert_uint_eq(counter(c, "greylist_passed"), 1);
+    ck_assert_uint_eq(counter(c, "greylist_known"), 1);
+    ck_assert_uint_eq(counter(c, "decisions_rule_greylist_pass"), 1);
+    ck_assert_uint_eq(counter(c, "requests_check_explain"), 1);
+    mxc_client_destroy(c);
+
+    /* Durable: the passed triplet is known after a restart. */
+    ck_assert_int_eq(stop_daemon(SIGTERM), 0);
+    start_daemon();
+    c = client();
+    rep = check(c, "192.0.2.10", "unknown", sender1, "user@example.net");
+    ck_assert_str_eq(rep->check->rule, "greylist_known");
+    mxc_reply_free(rep);
+
+    /* SIGHUP switches it off again: the default answer decides. */
+    write_config(NULL);
+    kill(daemon_pid, SIGHUP);
+    wait_rule(c, "off@example.net", "default");
+    mxc_client_destroy(c);
+}
+END_TEST
+
+/* A greylist.key_file that cannot be read stops the start (and --check-config) with the reason,
+ * and refuses a reload while the running config stays. */
+START_TEST(test_greylist_key_file)
+{
+    char cmd[800], out[2048], extra[700];
+    snprintf(extra, sizeof extra, "hash_keys = true; key_file = \"%s/missing.key\";", dir);
+    write_greylist_config(NULL, extra);
+    snprintf(cmd, sizeof cmd, "%s --check-config --config %s 2>&1; echo exit=$?", getenv("MXCACHED"),
+             cfg_path);
+    FILE *p = popen(cmd, "r");
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    pclose(p);
+    out[n] = '\0';
+    ck_assert_msg(strstr(out, "greylist.key_file") != NULL && strstr(out, "exit=1") != NULL,
+                  "check-config: %s", out);
+
+    kill(daemon_pid, SIGHUP);
+    long deadline = now_ms() + 10000;
+    while (!log_contains("result=refused")) {
+        ck_assert_msg(now_ms() < deadline, "refusal not logged");
+        sleep_ms(50);
+    }
+    mxc_client *c = client();
+    Mxcache__Reply *rep = check(c, "192.0.2.1", "unknown", "", "x@example.com");
+    ck_assert_str_eq(rep->check->rule, "default");
+    mxc_reply_free(rep);
+    mxc_client_destroy(c);
+
+    /* With a key of 32 bytes it loads, and the stored key is a hash. */
+    char keypath[400];
+    snprintf(keypath, sizeof keypath, "%s/greylist.key", dir);
+    FILE *f = fopen(keypath, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("0123456789abcdef0123456789abcdef", f);
+    fclose(f);
+    snprintf(extra, sizeof extra, "hash_keys = true; key_file = \"%s\";", keypath);
+    write_greylist_config(NULL, extra);
+    kill(daemon_pid, SIGHUP);
+    c = client();
+    wait_rule(c, "hashed@example.net", "greylist_new");
+    ck_assert(!get_found(c, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST,
+                         "198.51.100.0/24/probe@example.org/hashed@example.net"));
+    mxc_client_destroy(c);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("service");
@@ -759,9 +1012,12 @@ int main(void)
     tcase_add_test(tc, test_failover_from_unreachable_endpoint);
     tcase_add_test(tc, test_many_in_flight);
     tcase_add_test(tc, test_check_config_reports_lines);
+    tcase_add_test(tc, test_whitelist_files);
     tcase_add_test(tc, test_list_is_bounded_by_expired_records);
     tcase_add_test(tc, test_whitelist_ttl_bounds);
     tcase_add_test(tc, test_compact_while_checking);
+    tcase_add_test(tc, test_greylist_flow);
+    tcase_add_test(tc, test_greylist_key_file);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

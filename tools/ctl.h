@@ -3,7 +3,7 @@
  * tools/ctl_cmd.c (the commands).
  *
  * Exit codes of mxcachectl (also listed in the --help text):
- *   0  success
+ *   0  success (explain: the service answered, whatever it decided)
  *   1  not found (get, delete, whitelist del of a missing key), the service refused the request
  *      (error reply), or another failure (out of memory, malformed reply)
  *   2  usage error: unknown command or option, bad keyspace, kind, state or duration, wrong
@@ -58,6 +58,9 @@ enum {
     CTL_O_YES = 1u << 10,
     CTL_O_COMMENT = 1u << 11,
     CTL_O_TTL = 1u << 12,
+    CTL_O_HELO = 1u << 13,
+    CTL_O_CLIENT_NAME = 1u << 14,
+    CTL_O_MX = 1u << 15,
 };
 #define CTL_O_GLOBAL (CTL_O_SERVER | CTL_O_TIMEOUT | CTL_O_JSON | CTL_O_HELP)
 
@@ -73,6 +76,7 @@ struct ctl {
     const struct ctl_command *cmd;
     unsigned given;           /* CTL_O_* bits seen on the command line */
     const char *prefix, *after, *domain, *comment;
+    const char *helo, *client_name, *mx; /* explain; NULL when not given */
     uint32_t limit;           /* 0: no limit */
     Mxcache__RecordState state;
     uint64_t ttl_ms;
@@ -201,6 +205,17 @@ int ctl_entry_row(struct ctl_table *t, Mxcache__Keyspace ks, const Mxcache__Entr
 /* ctl_entry_detail - prints e as "field  value" lines to out. Returns 0 or MXC_ENOMEM. */
 int ctl_entry_detail(const Mxcache__Entry *e, uint64_t now_ms, FILE *out);
 
+/* ctl_check_json - the JSON object of a CheckReply (new reference): action, smtp_code,
+ * enhanced_status, text, rule, fact_age_ms, prepend, explanation (every field, empty or 0 when
+ * unset). NULL when out of memory. */
+json_t *ctl_check_json(const Mxcache__CheckReply *c);
+
+/* ctl_check_detail - prints a CheckReply as "field  value" lines to out: action, reply (code,
+ * enhanced status and text, "-" when all are empty), rule, fact_age ("-" for none), prepend
+ * (only when there is one) and explanation, one line per line of it ("-" when empty). Returns 0
+ * or MXC_ENOMEM. */
+int ctl_check_detail(const Mxcache__CheckReply *c, FILE *out);
+
 /* ---- tools/ctl_cmd.c: one function per command; each returns the exit code ---- */
 
 int ctl_cmd_stats(struct ctl *ctl);
@@ -210,5 +225,6 @@ int ctl_cmd_delete(struct ctl *ctl);
 int ctl_cmd_flush(struct ctl *ctl);
 int ctl_cmd_whitelist(struct ctl *ctl);
 int ctl_cmd_compact(struct ctl *ctl);
+int ctl_cmd_explain(struct ctl *ctl);
 
 #endif

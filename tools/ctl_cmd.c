@@ -1,11 +1,13 @@
 /* mxcachectl commands: each checks its arguments, sends its admin requests through ctl_rpc.c
  * (paging through list and flush replies) and prints the result with ctl_fmt.c. Every command
- * returns the process exit code (ctl.h). Owns nothing beyond the replies it frees.
+ * returns the process exit code (ctl.h). Owns nothing beyond the replies it frees. explain sends
+ * a CheckRequest with explain set: the service decides as for Postfix and changes no state.
  *
  * Robustness: paging loops stop when the service's "next" key does not move forward, so a
  * misbehaving service cannot make mxcachectl loop forever. */
 #include "ctl.h"
 
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -602,4 +604,58 @@ int ctl_cmd_compact(struct ctl *ctl)
     }
     mxc_reply_free(rep);
     return rc;
+}
+
+/* ---- explain ---- */
+
+/* unbracket - s without one pair of angle brackets around it ("<a@b>" -> "a@b", "<>" -> ""),
+ * into buf (CTL_MAX_ARG_LEN + 1 bytes; s is at most CTL_MAX_ARG_LEN long). */
+static const char *unbracket(const char *s, char *buf)
+{
+    size_t len = strlen(s);
+
+    if (len >= 2 && s[0] == '<' && s[len - 1] == '>') {
+        memcpy(buf, s + 1, len - 2);
+        buf[len - 2] = '\0';
+        return buf;
+    }
+    return s;
+}
+
+int ctl_cmd_explain(struct ctl *ctl)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__CheckRequest cr = MXCACHE__CHECK_REQUEST__INIT;
+    Mxcache__Reply *rep;
+    unsigned char addr[16];
+    char sender[CTL_MAX_ARG_LEN + 1], rcpt[CTL_MAX_ARG_LEN + 1];
+    int rc;
+
+    if ((rc = check_nargs(ctl, 3, 3)) != 0)
+        return rc;
+    if (inet_pton(AF_INET, ctl->args[0], addr) != 1 && inet_pton(AF_INET6, ctl->args[0], addr) != 1)
+        return ctl_usage_error(ctl, "invalid CLIENT_IP '%s' (an IPv4 or IPv6 address)", ctl->args[0]);
+    if (strlen(ctl->args[1]) > CTL_MAX_ARG_LEN)
+        return ctl_usage_error(ctl, "SENDER is too long (at most %d bytes)", CTL_MAX_ARG_LEN);
+    if ((rc = check_len(ctl, "RECIPIENT", ctl->args[2])) != 0)
+        return rc;
+    cr.recipient = (char *)unbracket(ctl->args[2], rcpt);
+    if (!*cr.recipient)
+        return ctl_usage_error(ctl, "empty RECIPIENT");
+    if (ctl->client_name && (rc = check_len(ctl, "--client-name", ctl->client_name)) != 0)
+        return rc;
+    cr.client_address = ctl->args[0];
+    cr.client_name = ctl->client_name ? (char *)ctl->client_name : "unknown";
+    cr.helo_name = ctl->helo ? (char *)ctl->helo : "";
+    cr.sender = (char *)unbracket(ctl->args[1], sender);
+    cr.protocol_state = "RCPT";
+    cr.mx_name = ctl->mx ? (char *)ctl->mx : "";
+    cr.explain = true;
+    req.body_case = MXCACHE__REQUEST__BODY_CHECK;
+    req.check = &cr;
+    if ((rc = ctl_rpc_call(ctl, &req, MXCACHE__REPLY__BODY_CHECK, &rep)) != 0)
+        return rc;
+    rc = ctl->json ? ctl_json_print(ctl_check_json(rep->check), stdout) : ctl_check_detail(rep->check, stdout);
+    mxc_reply_free(rep);
+    return rc ? out_of_memory() : 0;
 }

@@ -471,3 +471,82 @@ int ctl_entry_detail(const Mxcache__Entry *e, uint64_t now_ms, FILE *out)
     ctl_table_destroy(t);
     return rc ? MXC_ENOMEM : 0;
 }
+
+/* ---- check replies (explain) ---- */
+
+json_t *ctl_check_json(const Mxcache__CheckReply *c)
+{
+    json_t *o = json_object();
+
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "action", json_string(wire_action_name(c->action)));
+    json_object_set_new(o, "smtp_code", json_integer(c->smtp_code));
+    json_object_set_new(o, "enhanced_status", ctl_json_string(c->enhanced_status));
+    json_object_set_new(o, "text", ctl_json_string(c->text));
+    json_object_set_new(o, "rule", ctl_json_string(c->rule));
+    json_object_set_new(o, "fact_age_ms", ctl_json_uint(c->fact_age_ms));
+    json_object_set_new(o, "prepend", ctl_json_string(c->prepend));
+    json_object_set_new(o, "explanation", ctl_json_string(c->explanation));
+    return o;
+}
+
+int ctl_check_detail(const Mxcache__CheckReply *c, FILE *out)
+{
+    struct ctl_table *t = ctl_table_create(2, NULL, NULL);
+    char code[16], age[CTL_SPAN_BUFSIZE], *reply = NULL;
+    const char *parts[3], *ex;
+    size_t nparts = 0, len = 0;
+    int rc = 0;
+
+    if (!t)
+        return MXC_ENOMEM;
+    /* The reply as Postfix would send it: "450 4.7.1 text", leaving out what is empty. */
+    if (c->smtp_code) {
+        snprintf(code, sizeof code, "%u", c->smtp_code);
+        parts[nparts++] = code;
+    }
+    if (c->enhanced_status && *c->enhanced_status)
+        parts[nparts++] = c->enhanced_status;
+    if (c->text && *c->text)
+        parts[nparts++] = c->text;
+    for (size_t i = 0; i < nparts; i++)
+        len += strlen(parts[i]) + 1;
+    if (nparts && (reply = malloc(len))) {
+        reply[0] = '\0';
+        for (size_t i = 0; i < nparts; i++) {
+            if (i)
+                strcat(reply, " ");
+            strcat(reply, parts[i]);
+        }
+    } else if (nparts) {
+        rc = MXC_ENOMEM;
+    }
+    rc |= ctl_table_addv(t, "action", wire_action_name(c->action));
+    rc |= ctl_table_addv(t, "reply", reply ? reply : "-");
+    rc |= ctl_table_addv(t, "rule", c->rule && *c->rule ? c->rule : "-");
+    rc |= ctl_table_addv(t, "fact_age", c->fact_age_ms ? ctl_fmt_span(c->fact_age_ms, age) : "-");
+    if (c->prepend && *c->prepend)
+        rc |= ctl_table_addv(t, "prepend", c->prepend);
+    /* The explanation may have several lines: one row each, the name on the first. */
+    ex = c->explanation ? c->explanation : "";
+    if (!*ex)
+        rc |= ctl_table_addv(t, "explanation", "-");
+    for (bool first = true; *ex && rc == 0; first = false) {
+        const char *nl = strchr(ex, '\n');
+        size_t n = nl ? (size_t)(nl - ex) : strlen(ex);
+        char *line = strndup(ex, n);
+        if (!line) {
+            rc = MXC_ENOMEM;
+            break;
+        }
+        rc |= ctl_table_addv(t, first ? "explanation" : "", line);
+        free(line);
+        ex += n + (nl ? 1 : 0);
+    }
+    free(reply);
+    if (rc == 0)
+        ctl_table_flush(t, out);
+    ctl_table_destroy(t);
+    return rc ? MXC_ENOMEM : 0;
+}

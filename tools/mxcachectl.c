@@ -14,7 +14,7 @@
  *   the options, so a key that starts with "-" can be given.
  *
  * EXIT STATUS
- *   0 success; 1 not found (get, delete, whitelist del of a missing key) or refused by the service
+ *   0 success (explain: the service answered, whatever it decided); 1 not found (get, delete, whitelist del of a missing key) or refused by the service
  *   (error reply) or another failure; 2 usage error (unknown command or option, bad keyspace, kind,
  *   state or duration, missing confirmation of a flush); 3 service unreachable or timed out.
  *
@@ -54,6 +54,8 @@ static const char main_usage[] =
     "  whitelist del KIND VALUE\n"
     "  whitelist list [KIND]      manage the static whitelists\n"
     "  compact [KEYSPACE]         compact the store (default: every keyspace)\n"
+    "  explain CLIENT_IP SENDER RECIPIENT [--helo H] [--client-name N] [--mx NAME]\n"
+    "                             how the service would decide, changing nothing\n"
     "  help [COMMAND]             this text, or the details of a command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -70,7 +72,7 @@ static const char main_usage[] =
     "States: positive, negative, tempfail (verify); pending, passed (greylist).\n"
     "\n"
     "Exit status:\n"
-    "  0  success\n"
+    "  0  success (explain: the service answered, whatever it decided)\n"
     "  1  not found (get, delete, whitelist del of a missing key), or the service\n"
     "     refused the request\n"
     "  2  usage error: unknown command or option, bad keyspace, kind, state or\n"
@@ -125,6 +127,23 @@ static const struct ctl_command commands[] = {
     {"compact", ctl_cmd_compact, 0, "compact [KEYSPACE]", "compact the store",
      "Compact the store's files (default: every keyspace) and report the disk usage\n"
      "before and after. Large stores may need a longer --timeout.\n"},
+    {"explain", ctl_cmd_explain, CTL_O_HELO | CTL_O_CLIENT_NAME | CTL_O_MX,
+     "explain CLIENT_IP SENDER RECIPIENT [--helo H] [--client-name N] [--mx NAME]",
+     "how the service would decide, changing nothing",
+     "Ask the service how it would answer Postfix for RCPT TO:<RECIPIENT> in a mail\n"
+     "from SENDER, sent by the client at CLIENT_IP: the same checks as for a real\n"
+     "request, as a dry run that changes no state (no greylist entry is created or\n"
+     "updated, nothing is counted as a pass).\n"
+     "  CLIENT_IP           the client's IPv4 or IPv6 address\n"
+     "  SENDER              the envelope sender; '' or '<>' for the null sender\n"
+     "  RECIPIENT           the recipient address (<...> around it is optional)\n"
+     "  --helo H            the name the client gave in HELO/EHLO (default: none)\n"
+     "  --client-name N     the client's verified host name (default: unknown)\n"
+     "  --mx NAME           the MX that asks (default: none)\n"
+     "Prints the action (dunno, defer, reject), the SMTP reply (code, enhanced status,\n"
+     "text), the rule that decided, the age of the stored fact it used, the header it\n"
+     "would prepend (if any) and the service's explanation. Exits 0 whenever the\n"
+     "service answered, whatever the action; 1 when it refused the question.\n"},
     {"help", ctl_help, 0, "help [COMMAND]", "show help", NULL},
 };
 
@@ -224,7 +243,8 @@ static const struct optdef {
     {"help", CTL_O_HELP, false},      {"prefix", CTL_O_PREFIX, true},   {"limit", CTL_O_LIMIT, true},
     {"after", CTL_O_AFTER, true},     {"domain", CTL_O_DOMAIN, true},   {"state", CTL_O_STATE, true},
     {"dry-run", CTL_O_DRY_RUN, false}, {"yes", CTL_O_YES, false},       {"comment", CTL_O_COMMENT, true},
-    {"ttl", CTL_O_TTL, true},
+    {"ttl", CTL_O_TTL, true},         {"helo", CTL_O_HELO, true},       {"client-name", CTL_O_CLIENT_NAME, true},
+    {"mx", CTL_O_MX, true},
 };
 
 /* endpoint_ok - whether s looks like an endpoint libmxcache takes; the library checks the rest. */
@@ -265,6 +285,9 @@ static int opt_apply(struct ctl *ctl, const struct optdef *d, const char *v)
     case CTL_O_AFTER: ctl->after = v; return 0;
     case CTL_O_DOMAIN: ctl->domain = v; return 0;
     case CTL_O_COMMENT: ctl->comment = v; return 0;
+    case CTL_O_HELO: ctl->helo = v; return 0;
+    case CTL_O_CLIENT_NAME: ctl->client_name = v; return 0;
+    case CTL_O_MX: ctl->mx = v; return 0;
     case CTL_O_LIMIT: {
         errno = 0;
         unsigned long long n = (*v >= '0' && *v <= '9') ? strtoull(v, &end, 10) : 0;

@@ -145,6 +145,11 @@ step whitelist list
 step whitelist list client
 step --server tcp://127.0.0.1:1 --server "$EP" whitelist list sender
 step --json whitelist list
+# explain: a dry run of the decision; whitelisted by client network, recipient, sender, name.
+step explain 192.0.2.9 sender@example.org rcpt@example.net
+step --json explain 203.0.113.5 '<>' '<postmaster@example.net>'
+step explain 203.0.113.5 someone@Example.COM user@example.net --helo mail.example.com
+step explain 2001:db8::5 alice@example.org bob@example.net --client-name mx.example.org --mx mx1
 step get whitelist client:192.0.2.0/24
 step get whitelist client:192.0.2.0/24 --json
 step get whitelist client:198.51.100.0/24
@@ -174,6 +179,19 @@ step flush whitelist --yes
 step list whitelist
 step whitelist list
 step flush ALL --yes --json
+# explain, not whitelisted: whatever the service decides, twice, and it leaves no state behind.
+step explain 203.0.113.5 alice@example.org bob@example.net --client-name mail.example.org --helo mail.example.org
+step --json explain 203.0.113.5 alice@example.org bob@example.net --client-name mail.example.org --helo mail.example.org
+step explain 203.0.113.5 '' bob@example.net --mx mx2
+step list greylist
+step list awl
+step explain not-an-ip alice@example.org bob@example.net
+step explain 203.0.113.5 alice@example.org
+step explain 203.0.113.5 alice@example.org '<>'
+step explain 203.0.113.5 alice@example.org bob@example.net --ttl 1d
+step explain 203.0.113.5 alice@example.org "$(printf 'a%.0s' $(seq 1 300))@example.net"
+step --server tcp://127.0.0.1:1 --timeout 300ms explain 203.0.113.5 alice@example.org bob@example.net
+step explain --help
 step compact
 step --json compact verify
 step --server tcp://127.0.0.1:1 --timeout 300ms stats

@@ -1,6 +1,7 @@
 /* mxcache-bench private interface, shared by tools/bench/mxcache-bench.c (command line, report,
- * main), bench_req.c (pre-packed requests and reply classification), bench_run.c (sockets, client
- * threads, the measured run) and bench_hist.c (latency histogram).
+ * main), bench_req.c (requests, greylisting triplets and reply classification, no I/O),
+ * bench_run.c (ZeroMQ sockets, client threads, the measured run), bench_policy.c (the same over
+ * the Postfix policy protocol on TCP or unix sockets) and bench_hist.c (latency histogram).
  *
  * Exit codes of mxcache-bench (also listed in the --help text):
  *   0  the run completed (errors and unexpected replies are reported, not failures)
@@ -48,20 +49,48 @@ enum bench_exit {
 #define BENCH_MAX_REPLY 65536             /* ZMQ_MAXMSGSIZE of the client sockets */
 #define BENCH_WL_TTL_MS 3600000u          /* entries the bench adds expire after an hour */
 
+/* The Postfix policy protocol (--protocol policy). */
+#define BENCH_POLICY_DEFAULT_SERVER "127.0.0.1:10023" /* postgrey's usual port */
+#define BENCH_POLICY_DEFAULT_INFLIGHT 1u  /* Postfix asks one question at a time per connection */
+#define BENCH_POLICY_MAX_INFLIGHT 64u     /* pipelined requests per connection */
+#define BENCH_POLICY_REQ_MAX 1024         /* largest request built (about 600 bytes) */
+#define BENCH_POLICY_REPLY_MAX 4096       /* a longer reply is a protocol error: reconnect */
+#define BENCH_RECONNECT_MS 100            /* wait before reconnecting a closed connection */
+#define BENCH_CONNECT_TIMEOUT_MS 5000     /* a connect that takes longer fails */
+
+enum bench_protocol {
+    BENCH_PROTO_ZMQ,     /* protobuf over ZeroMQ DEALER sockets, straight to mxcached */
+    BENCH_PROTO_POLICY,  /* Postfix policy delegation over TCP or unix sockets */
+};
+
 enum bench_workload {
     BENCH_CHECK_HIT,     /* Check inside the whitelisted 198.18.0.0/15: rule "whitelist" */
     BENCH_CHECK_MISS,    /* Check that matches nothing: rule "default" */
     BENCH_WHITELIST_ADD, /* WhitelistAdd of client 10.x.y.z: one durable write each */
+    BENCH_TRIPLETS,      /* greylisting: new triplets mixed with repeats from a pool of --keys */
+};
+
+/* How an answer to a greylisting question counts (--workload triplets). */
+enum bench_class {
+    BENCH_CLASS_ACCEPT,  /* DUNNO, OK, PREPEND ...: no objection */
+    BENCH_CLASS_DEFER,   /* 4xx, DEFER, DEFER_IF_PERMIT, DEFER_IF_REJECT */
+    BENCH_CLASS_REJECT,  /* 5xx, REJECT */
+    BENCH_CLASS_OTHER,   /* any other action */
+    BENCH_CLASSES
 };
 
 /* The parsed command line; strings are borrowed from argv. */
 struct bench_opts {
     const char *server;
+    enum bench_protocol protocol;
     unsigned sockets, inflight, threads;
     uint64_t duration_ms, warmup_ms;
     uint64_t requests;        /* 0: no count limit, only --duration */
     uint64_t keys;
     enum bench_workload workload;
+    double new_ratio;         /* triplets: fraction of requests with a never-seen triplet */
+    bool prewarm;             /* triplets: ask each pool triplet once, then stop */
+    uint64_t nonce;           /* makes this run's new triplets differ from every other run's */
     bool json;
     long server_pid;          /* 0: not given */
 };
@@ -87,7 +116,66 @@ void bench_hist_merge(struct bench_hist *dst, const struct bench_hist *src);
  * lie, as the highest value of its bucket capped at max; 0 when the histogram is empty. */
 uint64_t bench_hist_percentile(const struct bench_hist *h, double p);
 
+/* bench_mono_ns - CLOCK_MONOTONIC in nanoseconds. */
+uint64_t bench_mono_ns(void);
+
 /* ---- bench_req.c: requests and replies ---- */
+
+/* Greylisting triplets (--workload triplets). Pool triplet k (0 <= k < --keys) is always the same:
+ * client 10.B.C.H (one /24 per key up to 65536 keys), sender p<k>@sender.example.net, recipient
+ * r<k>@example.com. New triplet n of a run is client 11.0.0.0-99.255.255.255 (a /24 that no pool
+ * triplet uses), sender and recipient made of the run's nonce and n, so a new triplet is never
+ * seen before, not even by another run against the same store. The variable parts are written
+ * with the letters g-z only: no digits or hex that a sender normalization (postgrey replaces
+ * numbers, mxcached strips VERP numbers and hex) could fold into one key. */
+#define BENCH_TRIPLET_ADDR_MAX 80
+
+struct bench_triplet {
+    char client[16];                        /* dotted quad */
+    char sender[BENCH_TRIPLET_ADDR_MAX];
+    char recipient[BENCH_TRIPLET_ADDR_MAX];
+    uint8_t clientlen, senderlen, recipientlen;
+};
+
+/* Chooses the triplet of every request of one thread. Not thread-safe: one per thread. */
+struct bench_picker {
+    uint64_t rng;                 /* xorshift64* state */
+    uint64_t threshold;           /* a draw below it is a new triplet */
+    bool all_new;
+    uint64_t key, keys;           /* next pool key, pool size */
+    uint64_t new_next, new_step;  /* next new-triplet number, step between this thread's numbers */
+    uint64_t nonce;
+    _Atomic uint64_t *shared_key; /* --prewarm: pool keys are taken from here, each once */
+};
+
+/* bench_pick_init - the picker of thread number thread (of o->threads). shared_key is used with
+ * --prewarm (it must be 0 at the start and outlive the picker) and ignored otherwise. */
+void bench_pick_init(struct bench_picker *p, const struct bench_opts *o, unsigned thread,
+                     _Atomic uint64_t *shared_key);
+
+/* bench_pick_next - the next request's triplet into *t. Returns false, leaving *t alone, only
+ * with --prewarm once every pool triplet was handed out. */
+bool bench_pick_next(struct bench_picker *p, struct bench_triplet *t);
+
+/* bench_triplet_make - the triplet of pool key k (is_new false) or new triplet number k of the
+ * run with this nonce (is_new true). */
+void bench_triplet_make(bool is_new, uint64_t k, uint64_t nonce, struct bench_triplet *t);
+
+/* bench_req_policy_build - the Postfix policy request for triplet t (RCPT state, every attribute
+ * of SMTPD_POLICY_README up to Postfix 3.7, the empty line included) into buf
+ * (BENCH_POLICY_REQ_MAX bytes); seq varies the per-message attributes (instance, client_port,
+ * size). Returns its length; never fails. */
+size_t bench_req_policy_build(const struct bench_triplet *t, uint64_t seq, char *buf);
+
+/* bench_req_policy_reply - looks for one complete reply (attribute lines ended by an empty line)
+ * at the start of buf. Returns 0 when more bytes are needed, -1 when the reply is malformed (a
+ * line without '=', a NUL, or BENCH_POLICY_REPLY_MAX bytes without its end), else the reply's
+ * length including the empty line, with *cls set from its action attribute (a reply without one
+ * is malformed). Unknown attributes are ignored. Touches no socket. */
+long bench_req_policy_reply(const char *buf, size_t len, enum bench_class *cls);
+
+/* bench_req_action_class - how the action word(s) of a policy reply count. */
+enum bench_class bench_req_action_class(const char *action, size_t len);
 
 /* A request template: the packed body without its one varying field (the recipient of a Check,
  * the value of a WhitelistAdd). bench_req_build adds the envelope, the id and that field around
@@ -101,12 +189,18 @@ struct bench_req {
 };
 
 /* bench_req_init - packs the template of workload w and checks one built request by decoding it.
+ * For BENCH_TRIPLETS the template is the Check without client, sender and recipient.
  * Returns 0, or MXC_EPROTO / MXC_ENOMEM with a reason in err (a bug, not bad input). */
 int bench_req_init(struct bench_req *t, enum bench_workload w, char *err, size_t errlen);
 
 /* bench_req_build - the request with this id for key number key (0 <= key < BENCH_MAX_KEYS)
  * into buf (BENCH_REQ_MAX bytes). Returns its length; never fails. Thread-safe. */
 size_t bench_req_build(const struct bench_req *t, uint64_t id, uint64_t key, uint8_t *buf);
+
+/* bench_req_build_triplet - the Check of triplet tr with this id (workload BENCH_TRIPLETS) into
+ * buf (BENCH_REQ_MAX bytes). Returns its length; never fails. Thread-safe. */
+size_t bench_req_build_triplet(const struct bench_req *t, uint64_t id, const struct bench_triplet *tr,
+                               uint8_t *buf);
 
 /* bench_req_setup - the packed request the workload needs answered before the run (check-hit:
  * whitelist 198.18.0.0/15; the others: one request of the workload, as a probe) in a malloc'd
@@ -129,10 +223,11 @@ struct bench_arena {
 
 /* bench_req_classify - decodes a reply in arena (reset first) and says how it counts. *id is set
  * to its id (0 when it does not decode). When the reply is an error and errtext is not NULL, the
- * error's name and message are copied into errtext (cleaned of control characters). */
+ * error's name and message are copied into errtext (cleaned of control characters). For
+ * BENCH_TRIPLETS every Check reply is BENCH_REPLY_OK and *cls says its action. */
 enum bench_verdict bench_req_classify(const struct bench_req *t, struct bench_arena *arena,
                                       const uint8_t *buf, size_t len, uint64_t *id,
-                                      char *errtext, size_t errlen);
+                                      char *errtext, size_t errlen, enum bench_class *cls);
 
 /* ---- bench_run.c: the measured run ---- */
 
@@ -142,6 +237,8 @@ struct bench_result {
     uint64_t unexpected;    /* unknown id, wrong body or rule, undecodable: whole run */
     uint64_t sent;          /* requests sent, whole run including warmup */
     uint64_t lost;          /* no reply within BENCH_LOST_AFTER_NS (slot reused): whole run */
+    uint64_t disconnects;   /* policy: connections closed by the server or after an error */
+    uint64_t classes[BENCH_CLASSES]; /* triplets: the measured replies by class */
     uint64_t elapsed_ns;    /* length of the measured window */
     bool count_limited;     /* ended by --requests rather than --duration */
     char first_error[160];  /* first error reply, "" if none */
@@ -153,5 +250,14 @@ struct bench_result {
  * BENCH_PROBE_TIMEOUT_MS + warmup + duration plus thread start-up. Returns BENCH_EXIT_OK with *r
  * filled, or another enum bench_exit after printing the reason to stderr. */
 int bench_run(const struct bench_opts *o, struct bench_result *r);
+
+/* ---- bench_policy.c: the measured run over the Postfix policy protocol ---- */
+
+/* bench_policy_run - as bench_run, over --sockets policy connections with --inflight requests
+ * pipelined on each, spread over --threads threads (epoll, non-blocking sockets). A connection
+ * that the server closes, that sends a malformed reply or that leaves a request unanswered for
+ * BENCH_LOST_AFTER_NS is closed, its outstanding requests count as lost, and it is reopened
+ * after BENCH_RECONNECT_MS. Same bounds and return values as bench_run. */
+int bench_policy_run(const struct bench_opts *o, struct bench_result *r);
 
 #endif

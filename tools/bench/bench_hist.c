@@ -1,4 +1,4 @@
-/* Log-linear latency histogram of mxcache-bench (see bench.h).
+/* Log-linear latency histogram of mxcache-bench (see bench.h), and the clock it is fed from.
  *
  * Owns nothing outside the struct. Bucket b < 2^(SUB_BITS+1) holds exactly the value b; above
  * that, the value's top SUB_BITS+1 bits select the bucket, as in HdrHistogram, so recording is a
@@ -6,6 +6,7 @@
 #include "bench.h"
 
 #include <string.h>
+#include <time.h>
 
 #define SUB (1u << BENCH_HIST_SUB_BITS)
 
@@ -80,4 +81,11 @@ uint64_t bench_hist_percentile(const struct bench_hist *h, double p)
         }
     }
     return h->max;
+}
+
+uint64_t bench_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }

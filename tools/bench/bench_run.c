@@ -7,6 +7,9 @@
  * a reply frees its slot, which is refilled at once with the next request, so each socket keeps
  * exactly W requests in flight (closed-loop load).
  *
+ * With --workload triplets each request's triplet comes from the thread's picker (bench_req.c);
+ * with --prewarm the pool keys come from one shared counter, so each is asked exactly once.
+ *
  * Request ids are (per-thread sequence << 32) | global slot number, so a reply finds its slot and
  * send time without a search, and a stale or duplicated reply (sequence differs) is recognised as
  * unexpected. Replies are untrusted: they are decoded into a bounded arena (bench_req.c).
@@ -53,6 +56,7 @@ struct shared {
     atomic_uint_fast64_t counted;
     atomic_bool stop;           /* set by the thread that receives reply number --requests */
     atomic_uint_fast64_t stop_ns;
+    _Atomic uint64_t prewarm_key; /* --prewarm: next pool key to hand out */
 };
 
 struct worker {
@@ -64,20 +68,17 @@ struct worker {
     unsigned nsocks;
     zmq_pollitem_t *items;
     uint64_t seq, key;
+    struct bench_picker pick;   /* triplets */
+    struct bench_triplet trip;  /* triplets: the next request's, when trip_ready */
+    bool trip_ready;
     uint64_t replies, errors, unexpected, sent, lost;
+    uint64_t classes[BENCH_CLASSES];
     int sys_errno;              /* a zmq_poll failure ended the thread early */
     char first_error[160];
     uint8_t buf[BENCH_REQ_MAX];
     struct bench_arena arena;
     struct bench_hist hist;
 };
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 static void set_int(void *s, int opt, int v)
 {
@@ -127,11 +128,11 @@ static int probe(void *zctx, const struct bench_opts *o, const struct bench_req 
         zmq_close(s);
         return BENCH_EXIT_FAIL;
     }
-    uint64_t deadline = mono_ns() + (uint64_t)BENCH_PROBE_TIMEOUT_MS * 1000000u;
+    uint64_t deadline = bench_mono_ns() + (uint64_t)BENCH_PROBE_TIMEOUT_MS * 1000000u;
     if (zmq_send(s, buf, len, 0) < 0)
         goto out;
     for (;;) {
-        uint64_t now = mono_ns();
+        uint64_t now = bench_mono_ns();
         zmq_pollitem_t it = {.socket = s, .events = ZMQ_POLLIN};
         zmq_msg_t m;
 
@@ -158,6 +159,13 @@ static int probe(void *zctx, const struct bench_opts *o, const struct bench_req 
             rc = BENCH_EXIT_FAIL;
         } else {
             rc = BENCH_EXIT_OK;
+            /* check-miss expects the default answer: with greylisting on, every reply would
+             * count as unexpected, so say why before the run. */
+            if (req->workload == BENCH_CHECK_MISS && r->body_case == MXCACHE__REPLY__BODY_CHECK &&
+                r->check->rule && strcmp(r->check->rule, "default") != 0)
+                fprintf(stderr, BENCH_PROGNAME ": warning: the service decided by rule \"%.40s\", not "
+                        "\"default\": check-miss replies will count as unexpected (greylisting on? "
+                        "use --workload triplets, or greylist.enabled = false)\n", r->check->rule);
         }
         mxcache__reply__free_unpacked(r, NULL);
         break;
@@ -180,9 +188,20 @@ static void send_slot(struct worker *w, struct bsock *bs, unsigned s)
     const struct bench_opts *o = w->sh->o;
     struct slot *sl = &bs->slots[s];
     uint64_t id = ((w->seq + 1) << SLOT_BITS) | ((uint64_t)bs->index * o->inflight + s);
-    size_t len = bench_req_build(w->sh->req, id, w->key, w->buf);
+    size_t len;
 
-    sl->sent_ns = mono_ns();
+    if (o->workload == BENCH_TRIPLETS) {
+        /* Robustness: a triplet whose send failed is kept for the retry, so --prewarm skips none. */
+        if (!w->trip_ready && !bench_pick_next(&w->pick, &w->trip)) {
+            sl->id = 0; /* --prewarm handed out every key: the slot stays empty */
+            return;
+        }
+        w->trip_ready = true;
+        len = bench_req_build_triplet(w->sh->req, id, &w->trip, w->buf);
+    } else {
+        len = bench_req_build(w->sh->req, id, w->key, w->buf);
+    }
+    sl->sent_ns = bench_mono_ns();
     if (zmq_send(bs->zs, w->buf, len, ZMQ_DONTWAIT) < 0) {
         /* Callers pass a slot that is free and not yet counted in bs->idle. */
         sl->id = 0;
@@ -190,6 +209,7 @@ static void send_slot(struct worker *w, struct bsock *bs, unsigned s)
         return;
     }
     sl->id = id;
+    w->trip_ready = false;
     w->seq++;
     w->sent++;
     if (++w->key == o->keys)
@@ -237,10 +257,11 @@ static void drain(struct worker *w, struct bsock *bs, zmq_msg_t *m)
     for (unsigned k = 0; k < 2 * o->inflight; k++) {
         uint64_t id;
         char errtext[sizeof w->first_error];
+        enum bench_class cls = BENCH_CLASS_OTHER;
 
         if (zmq_msg_recv(m, bs->zs, ZMQ_DONTWAIT) < 0)
             return;
-        uint64_t now = mono_ns();
+        uint64_t now = bench_mono_ns();
         zmq_getsockopt(bs->zs, ZMQ_RCVMORE, &more, &moresz);
         if (more) {
             /* A reply is one frame; skip the rest of a multi-frame message. */
@@ -251,7 +272,7 @@ static void drain(struct worker *w, struct bsock *bs, zmq_msg_t *m)
         }
         errtext[0] = '\0';
         enum bench_verdict v = bench_req_classify(w->sh->req, &w->arena, zmq_msg_data(m),
-                                                  zmq_msg_size(m), &id, errtext, sizeof errtext);
+                                                  zmq_msg_size(m), &id, errtext, sizeof errtext, &cls);
         uint64_t gslot = id & SLOT_MASK;
         unsigned s = (unsigned)(gslot % o->inflight);
         if (id == 0 || gslot / o->inflight != bs->index || bs->slots[s].id != id) {
@@ -265,6 +286,7 @@ static void drain(struct worker *w, struct bsock *bs, zmq_msg_t *m)
         } else if (take(w, now)) {
             if (v == BENCH_REPLY_OK) {
                 w->replies++;
+                w->classes[cls]++;
                 bench_hist_record(&w->hist, latency);
             } else {
                 w->errors++;
@@ -306,7 +328,7 @@ static void *worker_main(void *arg)
         refill(w, &w->socks[i]);
     }
     while (!atomic_load(&sh->stop)) {
-        uint64_t now = mono_ns();
+        uint64_t now = bench_mono_ns();
         bool idle = false;
 
         if (now >= sh->t_end)
@@ -370,6 +392,7 @@ static struct worker *workers_create(void *zctx, struct shared *sh)
         w->sh = sh;
         w->index = t;
         w->key = (uint64_t)t * (o->keys / o->threads);
+        bench_pick_init(&w->pick, o, t, &sh->prewarm_key);
         bench_hist_init(&w->hist);
         w->socks = calloc(n, sizeof *w->socks);
         w->items = calloc(n, sizeof *w->items);
@@ -412,6 +435,8 @@ static void collect(const struct shared *sh, struct worker *ws, struct bench_res
         r->unexpected += w->unexpected;
         r->sent += w->sent;
         r->lost += w->lost;
+        for (int c = 0; c < BENCH_CLASSES; c++)
+            r->classes[c] += w->classes[c];
         bench_hist_merge(&r->hist, &w->hist);
         if (!r->first_error[0] && w->first_error[0])
             memcpy(r->first_error, w->first_error, sizeof r->first_error);
@@ -449,9 +474,10 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
         goto out;
     }
     atomic_init(&sh.counted, 0);
+    atomic_init(&sh.prewarm_key, 0);
     atomic_init(&sh.stop, false);
     atomic_init(&sh.stop_ns, 0);
-    sh.t_measure = mono_ns() + o->warmup_ms * 1000000u;
+    sh.t_measure = bench_mono_ns() + o->warmup_ms * 1000000u;
     sh.t_end = sh.t_measure + o->duration_ms * 1000000u;
     for (unsigned t = 0; t < o->threads; t++) {
         if (pthread_create(&ws[t].thread, NULL, worker_main, &ws[t]) != 0) {

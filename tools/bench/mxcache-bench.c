@@ -1,17 +1,28 @@
-/* mxcache-bench - load generator for mxcached.
+/* mxcache-bench - load generator for mxcached and for Postfix policy servers.
  *
  * SYNOPSIS
- *   mxcache-bench [--server ENDPOINT] [--workload check-hit|check-miss|whitelist-add]
- *                 [--sockets S] [--inflight W] [--threads T] [--duration D] [--requests N]
- *                 [--warmup D] [--keys K] [--server-pid PID] [--json]
+ *   mxcache-bench [--protocol zmq|policy] [--server ENDPOINT]
+ *                 [--workload check-hit|check-miss|whitelist-add|triplets] [--new-ratio R]
+ *                 [--prewarm] [--sockets S] [--inflight W] [--threads T] [--duration D]
+ *                 [--requests N] [--warmup D] [--keys K] [--server-pid PID] [--json]
  *
  * DESCRIPTION
- *   Keeps S DEALER sockets with W requests outstanding on each (closed loop), shared among T
+ *   Keeps S connections with W requests outstanding on each (closed loop), shared among T
  *   client threads, for a warmup and then a measured window that ends after --duration or after
  *   N replies, whichever comes first. Reports replies, errors, requests per second and the
- *   latency distribution, and with --server-pid the service's peak RSS. This file owns the
- *   command line, the report and main(); bench.h is the private interface of the other modules
- *   (bench_run.c runs the load, bench_req.c builds requests, bench_hist.c keeps latencies).
+ *   latency distribution, and with --server-pid the server's peak RSS. With --protocol zmq (the
+ *   default) the connections are DEALER sockets speaking protobuf to mxcached; with --protocol
+ *   policy they are TCP or unix sockets speaking the Postfix policy delegation protocol, as
+ *   smtpd does, to mxcache-policy, postgrey or any policy server. This file owns the command
+ *   line, the report and main(); bench.h is the private interface of the other modules
+ *   (bench_run.c and bench_policy.c run the load, bench_req.c builds requests and parses
+ *   replies, bench_hist.c keeps latencies).
+ *
+ *   --workload triplets asks greylisting questions: a fraction R of them with a triplet (client
+ *   /24, sender, recipient) never seen before, the rest repeating the K triplets of a fixed pool,
+ *   and counts the answers as accepted, deferred, rejected or other. --prewarm asks each pool
+ *   triplet once and stops; run it once, wait for the greylisting delay, and run it again, and
+ *   the pool's triplets pass from then on.
  *
  *   check-hit whitelists 198.18.0.0/15 (for BENCH_WL_TTL_MS) before the run, and whitelist-add
  *   writes client entries 10.x.y.z with the same expiry: point it at a test service, not at
@@ -34,6 +45,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "duration.h"
 #include "mxc_err.h"
@@ -41,23 +54,37 @@
 static const char usage_text[] =
     "Usage: mxcache-bench [OPTIONS]\n"
     "\n"
-    "Load generator for mxcached: keeps SOCKETS x INFLIGHT requests outstanding and reports\n"
-    "throughput and latency.\n"
+    "Load generator for mxcached and Postfix policy servers: keeps SOCKETS x INFLIGHT requests\n"
+    "outstanding and reports throughput and latency.\n"
     "\n"
     "Options:\n"
-    "  --server ENDPOINT    tcp://HOST:PORT or ipc://PATH (default " BENCH_DEFAULT_SERVER ")\n"
+    "  --protocol P         zmq     protobuf over ZeroMQ to mxcached (default)\n"
+    "                       policy  the Postfix policy delegation protocol, as smtpd speaks it\n"
+    "                               to check_policy_service (mxcache-policy, postgrey, ...)\n"
+    "  --server ENDPOINT    zmq: tcp://HOST:PORT or ipc://PATH (default " BENCH_DEFAULT_SERVER ");\n"
+    "                       policy: HOST:PORT, tcp://HOST:PORT, inet:HOST:PORT or unix:PATH\n"
+    "                       (default " BENCH_POLICY_DEFAULT_SERVER ")\n"
     "  --workload NAME      check-hit   Check inside a whitelisted network (the bench first\n"
     "                                   whitelists 198.18.0.0/15 for an hour)\n"
-    "                       check-miss  Check that matches nothing: the default answer (default)\n"
+    "                       check-miss  Check that matches nothing: the default answer (default\n"
+    "                                   with zmq)\n"
     "                       whitelist-add  add client 10.x.y.z entries: one durable write each\n"
-    "  --sockets S          DEALER sockets (default 8, 1-1024)\n"
-    "  --inflight W         requests outstanding per socket (default 16, 1-4096)\n"
+    "                       triplets    greylisting questions at RCPT, new and repeated\n"
+    "                                   triplets (the only workload, and the default, with policy)\n"
+    "  --new-ratio R        triplets: fraction of requests with a never-seen triplet (client\n"
+    "                       /24, sender, recipient), the rest repeat the --keys pool (default 0.5)\n"
+    "  --prewarm            triplets: ask each pool triplet once (no warmup, no new triplets) and\n"
+    "                       stop; twice, a greylisting delay apart, makes the pool pass\n"
+    "  --sockets S          connections (default 8, 1-1024)\n"
+    "  --inflight W         requests outstanding per connection (default 16 with zmq, 1-4096;\n"
+    "                       1 with policy, as Postfix, up to 64 pipelined)\n"
     "  --threads T          client threads sharing the sockets (default 1, at most S and 64)\n"
     "  --duration D         measured time: seconds (10, 2.5) or with a unit (500ms, 2m);\n"
     "                       default 10, at most 600 s\n"
     "  --requests N         also stop after N measured replies\n"
     "  --warmup D           unmeasured time before (default 1 s, at most 60 s)\n"
-    "  --keys K             distinct recipients or addresses cycled (default 100000, 1-16000000)\n"
+    "  --keys K             distinct recipients, addresses or pool triplets cycled (default\n"
+    "                       100000, 1-16000000)\n"
     "  --server-pid PID     report the service's peak RSS (VmHWM of /proc/PID/status)\n"
     "  --json               also print the result as one JSON line\n"
     "  --help               this text\n"
@@ -115,6 +142,7 @@ static bool parse_workload(const char *s, enum bench_workload *w)
         {"check-hit", BENCH_CHECK_HIT},
         {"check-miss", BENCH_CHECK_MISS},
         {"whitelist-add", BENCH_WHITELIST_ADD},
+        {"triplets", BENCH_TRIPLETS},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(s, names[i].name) == 0) {
@@ -126,7 +154,52 @@ static bool parse_workload(const char *s, enum bench_workload *w)
 
 static const char *workload_name(enum bench_workload w)
 {
-    return w == BENCH_CHECK_HIT ? "check-hit" : w == BENCH_CHECK_MISS ? "check-miss" : "whitelist-add";
+    switch (w) {
+    case BENCH_CHECK_HIT:
+        return "check-hit";
+    case BENCH_CHECK_MISS:
+        return "check-miss";
+    case BENCH_TRIPLETS:
+        return "triplets";
+    default:
+        return "whitelist-add";
+    }
+}
+
+static const char *protocol_name(enum bench_protocol p)
+{
+    return p == BENCH_PROTO_POLICY ? "policy" : "zmq";
+}
+
+/* parse_ratio - a number from 0 to 1 ("0.5", "1") into *out. */
+static bool parse_ratio(const char *s, double *out)
+{
+    char *end;
+    double v;
+
+    if (!s || ((*s < '0' || *s > '9') && *s != '.'))
+        return false;
+    errno = 0;
+    v = strtod(s, &end);
+    if (errno || *end || !(v >= 0 && v <= 1))
+        return false;
+    *out = v;
+    return true;
+}
+
+/* run_nonce - a number below 20^6 that differs between runs (time and process id), so that
+ * each run's new triplets are new to a store that earlier runs filled. */
+static uint64_t run_nonce(void)
+{
+    struct timespec ts;
+    uint64_t x;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    x = ((uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec) ^ ((uint64_t)getpid() << 40);
+    x ^= x >> 33;
+    x *= UINT64_C(0xff51afd7ed558ccd);
+    x ^= x >> 33;
+    return x % 64000000u;
 }
 
 /* vmhwm_kb - the VmHWM line of /proc/PID/status in kB, or -1 when it cannot be read. */
@@ -161,6 +234,9 @@ enum {
     OPT_SERVER_PID,
     OPT_JSON,
     OPT_HELP,
+    OPT_PROTOCOL,
+    OPT_NEW_RATIO,
+    OPT_PREWARM,
 };
 
 /* parse_args - fills o from argv. Returns -1 to go on, else an exit code (after --help or a
@@ -179,11 +255,15 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         {"keys", required_argument, NULL, OPT_KEYS},
         {"server-pid", required_argument, NULL, OPT_SERVER_PID},
         {"json", no_argument, NULL, OPT_JSON},
+        {"protocol", required_argument, NULL, OPT_PROTOCOL},
+        {"new-ratio", required_argument, NULL, OPT_NEW_RATIO},
+        {"prewarm", no_argument, NULL, OPT_PREWARM},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
     int c;
+    bool server_set = false, inflight_set = false, workload_set = false, ratio_set = false;
 
     *o = (struct bench_opts){
         .server = BENCH_DEFAULT_SERVER,
@@ -194,6 +274,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         .warmup_ms = BENCH_DEFAULT_WARMUP_MS,
         .keys = BENCH_DEFAULT_KEYS,
         .workload = BENCH_CHECK_MISS,
+        .new_ratio = 0.5,
     };
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -202,6 +283,23 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             if (!*optarg)
                 return usage_error("--server needs an endpoint%s", "");
             o->server = optarg;
+            server_set = true;
+            break;
+        case OPT_PROTOCOL:
+            if (strcmp(optarg, "zmq") == 0)
+                o->protocol = BENCH_PROTO_ZMQ;
+            else if (strcmp(optarg, "policy") == 0)
+                o->protocol = BENCH_PROTO_POLICY;
+            else
+                return usage_error("--protocol: '%s' is not zmq or policy", optarg);
+            break;
+        case OPT_NEW_RATIO:
+            if (!parse_ratio(optarg, &o->new_ratio))
+                return usage_error("--new-ratio: '%s' is not a number from 0 to 1", optarg);
+            ratio_set = true;
+            break;
+        case OPT_PREWARM:
+            o->prewarm = true;
             break;
         case OPT_SOCKETS:
             if (!parse_u64(optarg, 1, BENCH_MAX_SOCKETS, &v))
@@ -212,6 +310,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             if (!parse_u64(optarg, 1, BENCH_MAX_INFLIGHT, &v))
                 return usage_error("--inflight: '%s' is not a number from 1 to 4096", optarg);
             o->inflight = (unsigned)v;
+            inflight_set = true;
             break;
         case OPT_THREADS:
             if (!parse_u64(optarg, 1, BENCH_MAX_THREADS, &v))
@@ -235,7 +334,9 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             break;
         case OPT_WORKLOAD:
             if (!parse_workload(optarg, &o->workload))
-                return usage_error("--workload: '%s' is not check-hit, check-miss or whitelist-add", optarg);
+                return usage_error(
+                    "--workload: '%s' is not check-hit, check-miss, whitelist-add or triplets", optarg);
+            workload_set = true;
             break;
         case OPT_KEYS:
             if (!parse_u64(optarg, 1, BENCH_MAX_KEYS, &v))
@@ -261,6 +362,29 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
     }
     if (optind < argc)
         return usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->protocol == BENCH_PROTO_POLICY) {
+        if (!server_set)
+            o->server = BENCH_POLICY_DEFAULT_SERVER;
+        if (!inflight_set)
+            o->inflight = BENCH_POLICY_DEFAULT_INFLIGHT;
+        if (!workload_set)
+            o->workload = BENCH_TRIPLETS;
+        if (o->workload != BENCH_TRIPLETS)
+            return usage_error(
+                "--protocol policy asks greylisting questions: only --workload triplets%s", "");
+        if (o->inflight > BENCH_POLICY_MAX_INFLIGHT)
+            return usage_error(
+                "--inflight: at most 64 requests are pipelined with --protocol policy%s", "");
+    }
+    if (o->workload != BENCH_TRIPLETS && (ratio_set || o->prewarm))
+        return usage_error("--new-ratio and --prewarm go with --workload triplets%s", "");
+    if (o->prewarm) {
+        /* Each pool triplet once: the run ends with reply number --keys. */
+        o->new_ratio = 0;
+        o->warmup_ms = 0;
+        o->requests = o->keys;
+    }
+    o->nonce = run_nonce();
     if (o->threads > o->sockets)
         return usage_error("--threads must not exceed --sockets%s", "");
     if ((uint64_t)o->sockets * o->inflight > BENCH_MAX_SLOTS)
@@ -304,7 +428,14 @@ static void figures_of(const struct bench_opts *o, const struct bench_result *r,
 static void print_block(const struct bench_opts *o, const struct bench_result *r, const struct figures *f)
 {
     printf("workload      %s\n", workload_name(o->workload));
+    printf("protocol      %s\n", protocol_name(o->protocol));
     printf("server        %s\n", o->server);
+    if (o->workload == BENCH_TRIPLETS) {
+        if (o->prewarm)
+            printf("triplets      prewarm: each of %" PRIu64 " pool triplets once\n", o->keys);
+        else
+            printf("triplets      new ratio %.3f, pool of %" PRIu64 "\n", o->new_ratio, o->keys);
+    }
     printf("sockets       %u\n", o->sockets);
     printf("inflight      %u per socket\n", o->inflight);
     printf("threads       %u\n", o->threads);
@@ -314,7 +445,19 @@ static void print_block(const struct bench_opts *o, const struct bench_result *r
     printf("errors        %" PRIu64 "%s%s\n", r->errors, r->first_error[0] ? "  first: " : "",
            r->first_error);
     printf("unexpected    %" PRIu64 "\n", r->unexpected);
-    printf("lost          %" PRIu64 " (no reply within 5 s)\n", r->lost);
+    printf("lost          %" PRIu64 " (no reply within 5 s%s)\n", r->lost,
+           o->protocol == BENCH_PROTO_POLICY ? ", or on a closed connection" : "");
+    if (o->protocol == BENCH_PROTO_POLICY)
+        printf("disconnects   %" PRIu64 " (closed by the server, failed, or after a bad reply)\n",
+               r->disconnects);
+    if (o->workload == BENCH_TRIPLETS) {
+        double n = r->replies ? (double)r->replies : 1;
+        printf("answers       accepted %" PRIu64 " (%.1f%%)  deferred %" PRIu64
+               " (%.1f%%)  rejected %" PRIu64 "  other %" PRIu64 "\n",
+               r->classes[BENCH_CLASS_ACCEPT], 100.0 * (double)r->classes[BENCH_CLASS_ACCEPT] / n,
+               r->classes[BENCH_CLASS_DEFER], 100.0 * (double)r->classes[BENCH_CLASS_DEFER] / n,
+               r->classes[BENCH_CLASS_REJECT], r->classes[BENCH_CLASS_OTHER]);
+    }
     printf("requests/s    %.1f\n", f->rps);
     printf("latency (us)  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n", f->p50,
            f->p90, f->p99, f->p999, f->max, f->mean);
@@ -344,7 +487,8 @@ static void json_string(const char *s)
 
 static void print_json(const struct bench_opts *o, const struct bench_result *r, const struct figures *f)
 {
-    printf("{\"workload\":\"%s\",\"server\":", workload_name(o->workload));
+    printf("{\"workload\":\"%s\",\"protocol\":\"%s\",\"server\":", workload_name(o->workload),
+           protocol_name(o->protocol));
     json_string(o->server);
     printf(",\"sockets\":%u,\"inflight\":%u,\"threads\":%u,\"duration_s\":%.3f,\"warmup_s\":%.3f,"
            "\"limit\":\"%s\",\"replies\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"unexpected\":%" PRIu64
@@ -354,6 +498,14 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r,
            o->sockets, o->inflight, o->threads, f->seconds, (double)o->warmup_ms / 1000.0,
            r->count_limited ? "requests" : "duration", r->replies, r->errors, r->unexpected, r->lost,
            r->sent, f->rps, f->p50, f->p90, f->p99, f->p999, f->max, f->mean);
+    if (o->protocol == BENCH_PROTO_POLICY)
+        printf(",\"disconnects\":%" PRIu64, r->disconnects);
+    if (o->workload == BENCH_TRIPLETS)
+        printf(",\"new_ratio\":%.3f,\"keys\":%" PRIu64 ",\"prewarm\":%s,\"accepted\":%" PRIu64
+               ",\"deferred\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"other\":%" PRIu64,
+               o->new_ratio, o->keys, o->prewarm ? "true" : "false", r->classes[BENCH_CLASS_ACCEPT],
+               r->classes[BENCH_CLASS_DEFER], r->classes[BENCH_CLASS_REJECT],
+               r->classes[BENCH_CLASS_OTHER]);
     if (r->first_error[0]) {
         printf(",\"first_error\":");
         json_string(r->first_error);
@@ -382,7 +534,7 @@ int main(int argc, char **argv)
         fprintf(stderr, BENCH_PROGNAME ": out of memory\n");
         return BENCH_EXIT_FAIL;
     }
-    rc = bench_run(&o, r);
+    rc = o.protocol == BENCH_PROTO_POLICY ? bench_policy_run(&o, r) : bench_run(&o, r);
     if (rc == BENCH_EXIT_OK) {
         figures_of(&o, r, &f);
         print_block(&o, r, &f);

@@ -1,0 +1,218 @@
+/* mxcache-policy: the Postfix policy delegation server of mxcache. Postfix asks it through
+ * check_policy_service; it forwards the question to mxcached over ZeroMQ and hands the service's
+ * answer back word for word, or its fallback when the service cannot answer in time.
+ *
+ * Options, config, logging and signals live here; the loop is policy_server.c, the protocol
+ * policy_proto.c, the settings table policy_conf.h.
+ *
+ * SECURITY: listens on the addresses of server.listen (loopback TCP by default; unix sockets with
+ * server.unix_mode), or serves stdin/stdout with --stdio (Postfix spawn(8)). Every byte from a
+ * connection is hostile; a bad connection is closed, never the process. Runs with the privileges
+ * it is started with and needs none: run it as an unprivileged user (the systemd unit does). With
+ * --stdio, stderr may be the Postfix connection itself, so logs always go to syslog then. */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "mxc_err.h"
+#include "policy_conf.h"
+#include "policy_listen.h"
+#include "policy_log.h"
+#include "policy_server.h"
+
+#define EXIT_USAGE 2
+#define FD_RESERVE 64 /* descriptors beyond the connections: listeners, ZeroMQ, syslog */
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mxcache-policy [--config FILE] [--foreground] [--stdio] [--check-config]\n"
+            "                      [--print-config]\n"
+            "\n"
+            "  -c, --config FILE   read settings from FILE (default: the embedded defaults: listen\n"
+            "                      on inet:127.0.0.1:10040, ask tcp://127.0.0.1:10041)\n"
+            "  -f, --foreground    do not detach; log to stderr unless log.target says otherwise\n"
+            "  -s, --stdio         serve one connection on stdin/stdout (Postfix spawn(8)) and\n"
+            "                      exit when it ends; logs go to syslog\n"
+            "  -t, --check-config  check the config, print each error with file and line, exit 1\n"
+            "                      on errors and 0 when it is valid\n"
+            "  -p, --print-config  print the effective settings and exit\n"
+            "  -V, --version       print the version and exit\n"
+            "\n"
+            "Signals: TERM/INT stop accepting, answer what is in flight (at most\n"
+            "server.shutdown_timeout) and exit; HUP is ignored (restart to change settings).\n");
+}
+
+static struct policy_conf *load(const char *path)
+{
+    struct policy_conf_errors errs = {0};
+    struct policy_conf *c = path ? policy_conf_load(path, &errs) : policy_conf_defaults();
+
+    for (size_t i = 0; i < errs.n; i++)
+        fprintf(stderr, "mxcache-policy: %s\n", errs.msg[i]);
+    if (!c && errs.n == 0)
+        fprintf(stderr, "mxcache-policy: out of memory\n");
+    policy_conf_errors_fini(&errs);
+    return c;
+}
+
+/* raise_fd_limit - makes room for max_connections descriptors, up to the hard limit. */
+static void raise_fd_limit(const struct policy_conf *c)
+{
+    struct rlimit rl;
+    rlim_t want = (rlim_t)c->max_connections + FD_RESERVE;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+        return;
+    rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+    if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
+        policy_log(LOG_WARNING, "FD_LIMIT", "open_files=%llu needed=%llu",
+                   (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
+/* list_text - "a,b,c" of a settings list, for the START line. */
+static char *list_text(const struct policy_conf_list *l, char *buf, size_t buflen)
+{
+    size_t o = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < l->n && o < buflen; i++) {
+        int n = snprintf(buf + o, buflen - o, "%s%s", i ? "," : "", l->items[i]);
+        if (n < 0)
+            break;
+        o += (size_t)n;
+    }
+    return buf;
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
+        {"stdio", no_argument, NULL, 's'},        {"check-config", no_argument, NULL, 't'},
+        {"print-config", no_argument, NULL, 'p'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    bool foreground = false, stdio = false, check = false, print = false;
+    struct policy_listener *ls = NULL;
+    size_t nls = 0;
+    char err[512], host[256], lbuf[512], ebuf[512];
+    sigset_t sigs;
+    int c;
+
+    while ((c = getopt_long(argc, argv, "c:fstpVh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'f': foreground = true; break;
+        case 's': stdio = true; break;
+        case 't': check = true; break;
+        case 'p': print = true; break;
+        case 'V': printf("mxcache-policy %s\n", MXCACHE_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    struct policy_conf *cf = load(path);
+    if (!cf)
+        return 1;
+    if (check || print) {
+        if (print)
+            policy_conf_print(cf, stdout);
+        else
+            printf("%s: OK\n", path ? path : "(embedded defaults)");
+        policy_conf_free(cf);
+        return 0;
+    }
+
+    const char *mx_name = cf->mx_name;
+    if (!*mx_name) {
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "unknown");
+        host[sizeof host - 1] = '\0';
+        mx_name = host;
+    }
+    int target = cf->log_target;
+    if (stdio)
+        target = PCONF_TARGET_SYSLOG; /* Security: stderr may be the Postfix connection */
+    else if (target == PCONF_TARGET_AUTO)
+        target = foreground ? PCONF_TARGET_STDERR : PCONF_TARGET_SYSLOG;
+    policy_log_open("mxcache-policy", target == PCONF_TARGET_SYSLOG ? POLICY_LOG_SYSLOG : POLICY_LOG_STDERR,
+                    policy_conf_facility(cf), policy_conf_level(cf));
+    umask(027);
+    raise_fd_limit(cf);
+    signal(SIGPIPE, SIG_IGN);
+
+    if (!stdio && policy_listeners_open(cf, &ls, &nls, err, sizeof err) != MXC_OK) {
+        fprintf(stderr, "mxcache-policy: cannot listen: %s\n", err);
+        policy_log(LOG_ERR, "FATAL", "error=\"cannot listen: %s\"", err);
+        policy_conf_free(cf);
+        return 1;
+    }
+    /* Detach before ZeroMQ starts its threads, which a fork would not carry over. */
+    if (!foreground && !stdio && daemon(1, 0) != 0) {
+        fprintf(stderr, "mxcache-policy: cannot detach: %s\n", strerror(errno));
+        policy_listeners_close(ls, nls);
+        policy_conf_free(cf);
+        return 1;
+    }
+    /* Signals come through a signalfd in the loop; blocked before ZeroMQ's threads inherit. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    int sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
+    if (sigfd < 0) {
+        policy_log(LOG_ERR, "FATAL", "error=\"signalfd: %s\"", strerror(errno));
+        policy_listeners_close(ls, nls);
+        policy_conf_free(cf);
+        return 1;
+    }
+
+    for (size_t i = 0; i < nls; i++)
+        policy_log(LOG_INFO, "LISTEN", "address=%s", ls[i].name);
+    policy_server *srv = policy_server_create(cf, ls, nls, stdio, mx_name, err, sizeof err);
+    if (!srv) { /* the listeners are closed by now */
+        if (!stdio && foreground)
+            fprintf(stderr, "mxcache-policy: %s\n", err);
+        policy_log(LOG_ERR, "FATAL", "error=\"%s\"", err);
+        close(sigfd);
+        policy_conf_free(cf);
+        return 1;
+    }
+    policy_log(stdio ? LOG_DEBUG : LOG_NOTICE, "START",
+               "version=%s config=%s mode=%s listen=%s service=%s timeout_ms=%llu fallback=%s mx_name=%s",
+               MXCACHE_VERSION, path ? path : "(embedded defaults)", stdio ? "stdio" : "daemon",
+               stdio ? "-" : list_text(&cf->listen, lbuf, sizeof lbuf),
+               list_text(&cf->endpoints, ebuf, sizeof ebuf), (unsigned long long)cf->timeout,
+               cf->fallback == PCONF_FALLBACK_DUNNO ? "dunno" : "defer", mx_name);
+
+    int rc = policy_server_run(srv, sigfd);
+    struct policy_stats st;
+    policy_server_stats(srv, &st);
+    policy_server_destroy(srv);
+    close(sigfd);
+    policy_log(stdio ? LOG_DEBUG : LOG_NOTICE, "EXIT",
+               "result=%s connections=%llu refused=%llu requests=%llu asked=%llu answered=%llu "
+               "local_dunno=%llu fallbacks=%llu bad_input=%llu idle_closed=%llu",
+               rc == MXC_OK ? "clean" : mxc_strerror(rc), (unsigned long long)st.connections,
+               (unsigned long long)st.refused, (unsigned long long)st.requests,
+               (unsigned long long)st.asked, (unsigned long long)st.answered,
+               (unsigned long long)st.local_dunno, (unsigned long long)st.fallbacks,
+               (unsigned long long)st.bad_input, (unsigned long long)st.idle_closed);
+    policy_log_close();
+    policy_conf_free(cf);
+    return rc == MXC_OK ? 0 : 1;
+}

@@ -1,0 +1,818 @@
+/* policy_server - the event loop of mxcache-policy (see policy_server.h).
+ *
+ * Objects: a conn per Postfix connection (its fds, parser, input leftover, output buffer and a
+ * FIFO of slots), a slot per request (its answer once known). A slot waiting for the service is
+ * the callback argument of its libmxcache request; when its connection closes first, the slot is
+ * orphaned (conn = NULL) and the callback frees it, so a late reply never touches freed memory.
+ * Closed conns are freed at the end of the loop round (deferred free), so callbacks and item
+ * handlers of the same round may still look at them.
+ *
+ * Per connection at most POLICY_MAX_PIPELINE requests are queued and at most POLICY_CONN_OUT_MAX
+ * answer bytes wait to be sent; beyond either the connection is not read, so a client that
+ * pipelines or does not read cannot make us buffer without bound. Answers leave in request order:
+ * only the done slots at the head of the FIFO are moved to the output buffer.
+ *
+ * Service health: the first fallback after a good reply logs SERVICE_DOWN, the first good reply
+ * after that logs SERVICE_UP with the outage's length and count; fallbacks are counted always.
+ * Reconnecting is libmxcache's (ZeroMQ's) business: requests keep being submitted during an
+ * outage and the first one that gets through ends it. */
+#include "policy_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "mxcache.h"
+#include "policy_log.h"
+#include "policy_proto.h"
+#include "wire.h"
+
+struct conn;
+
+struct slot {
+    struct slot *next;
+    struct conn *conn;        /* NULL: orphaned, its connection closed while it was in flight */
+    struct policy_server *srv;
+    bool done;
+    uint64_t id;              /* libmxcache request id; 0 when not asked */
+    int64_t start_ms;
+    size_t len;
+    char answer[POLICY_ANSWER_MAX];
+};
+
+struct conn {
+    uint64_t serial;
+    int rfd, wfd;             /* the same socket, or stdin and stdout */
+    bool is_socket;
+    bool eof;                 /* nothing more will be read (the peer's EOF, or stopping) */
+    bool peer_eof;            /* the peer closed its side */
+    bool closing;             /* closed; freed at the end of the round */
+    char peer[96];
+    policy_parser *parser;
+    char in[POLICY_CONN_IN_MAX];
+    size_t inlen;             /* bytes read but not yet fed (the pipeline was full) */
+    struct slot *head, *tail;
+    unsigned nslots;
+    char *out;
+    size_t outlen, outoff, outcap;
+    int64_t last_ms;          /* last byte read or written */
+    uint64_t requests;
+};
+
+struct policy_server {
+    const struct policy_conf *conf;
+    char *mx_name;
+    struct policy_listener *ls;
+    size_t nls;
+    bool stdio;
+    mxc_client *mxc;
+    struct policy_limits limits;
+    struct conn **conns;
+    size_t nconns, maxconns;
+    uint64_t next_serial;
+    zmq_pollitem_t *items;
+    struct conn **item_conn;  /* the conn of each poll item, NULL for the others */
+    size_t maxitems;
+    bool stopping;
+    int64_t stop_deadline_ms;
+    int64_t accept_pause_until_ms;
+    int64_t refused_log_ms;
+    uint64_t refused_unlogged;
+    bool down;                /* an outage is in progress */
+    int64_t down_since_ms;
+    uint64_t down_fallbacks;
+    struct policy_stats st;
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- service health ---- */
+
+/* service_good - the service answered: ends an outage. */
+static void service_good(struct policy_server *s)
+{
+    if (!s->down)
+        return;
+    s->down = false;
+    policy_log(LOG_NOTICE, "SERVICE_UP", "endpoint=%s down_ms=%lld fallbacks=%llu",
+               mxc_current_endpoint(s->mxc), (long long)(now_ms() - s->down_since_ms),
+               (unsigned long long)s->down_fallbacks);
+}
+
+/* service_bad - a fallback because the service failed (reason: a word); starts an outage. */
+static void service_bad(struct policy_server *s, const char *reason)
+{
+    if (!s->down) {
+        s->down = true;
+        s->down_since_ms = now_ms();
+        s->down_fallbacks = 0;
+        policy_log(LOG_WARNING, "SERVICE_DOWN",
+                   "reason=%s endpoint=%s fallback=%s timeout_ms=%llu",
+                   reason, mxc_current_endpoint(s->mxc),
+                   s->conf->fallback == PCONF_FALLBACK_DUNNO ? "dunno" : "defer",
+                   (unsigned long long)s->conf->timeout);
+    }
+    s->down_fallbacks++;
+}
+
+/* answer_fallback - the slot gets the configured fallback. */
+static void answer_fallback(struct policy_server *s, struct slot *sl)
+{
+    enum policy_fallback fb =
+        s->conf->fallback == PCONF_FALLBACK_DUNNO ? POLICY_FALLBACK_DUNNO : POLICY_FALLBACK_DEFER;
+
+    sl->len = policy_render_fallback(fb, s->conf->fallback_text, sl->answer, sizeof sl->answer);
+    sl->done = true;
+    if (sl->conn) /* an orphan's answer reaches nobody */
+        s->st.fallbacks++;
+}
+
+/* ---- connections ---- */
+
+static void conn_close(struct policy_server *s, struct conn *c, int prio, const char *reason);
+
+/* conn_write - sends what the output buffer holds, without blocking. Returns false when the
+ * connection had to be closed. */
+static bool conn_write(struct policy_server *s, struct conn *c)
+{
+    while (c->outoff < c->outlen) {
+        ssize_t n = c->is_socket
+                        ? send(c->wfd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL)
+                        : write(c->wfd, c->out + c->outoff, c->outlen - c->outoff);
+        if (n > 0) {
+            c->outoff += (size_t)n;
+            c->last_ms = now_ms();
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        policy_log(LOG_INFO, "CLOSE", "conn=%llu peer=%s reason=write_failed error=\"%s\"",
+                   (unsigned long long)c->serial, c->peer, n < 0 ? strerror(errno) : "short write");
+        conn_close(s, c, -1, NULL);
+        return false;
+    }
+    c->outoff = c->outlen = 0;
+    return true;
+}
+
+/* conn_flush - moves the done answers at the head of the FIFO into the output buffer, in order,
+ * and sends; closes a connection whose reading side ended once all is answered. */
+static void conn_flush(struct policy_server *s, struct conn *c)
+{
+    if (c->closing)
+        return;
+    while (c->head && c->head->done) {
+        struct slot *sl = c->head;
+        if (c->outlen + sl->len > c->outcap) {
+            size_t cap = c->outcap ? c->outcap : 1024;
+            while (cap < c->outlen + sl->len)
+                cap *= 2;
+            char *o = realloc(c->out, cap);
+            if (!o) {
+                conn_close(s, c, LOG_ERR, "out_of_memory");
+                return;
+            }
+            c->out = o;
+            c->outcap = cap;
+        }
+        memcpy(c->out + c->outlen, sl->answer, sl->len);
+        c->outlen += sl->len;
+        c->head = sl->next;
+        if (!c->head)
+            c->tail = NULL;
+        c->nslots--;
+        free(sl);
+    }
+    if (!conn_write(s, c))
+        return;
+    /* Input left over after the peer's EOF is still to be answered; when stopping it is not. */
+    if (c->eof && c->nslots == 0 && c->outlen == 0 && (c->inlen == 0 || s->stopping))
+        conn_close(s, c, LOG_DEBUG, "eof");
+}
+
+/* log_answer - the debug line of a finished request. */
+static void log_answer(const struct slot *sl, const char *source, const char *rule)
+{
+    char ans[POLICY_LOG_FIELD_MAX], r[64];
+    size_t n = sl->len;
+
+    if (!policy_log_enabled(LOG_DEBUG) || !sl->conn)
+        return;
+    while (n > 0 && sl->answer[n - 1] == '\n')
+        n--;
+    policy_log(LOG_DEBUG, "ANSWER", "conn=%llu id=%llu source=%s rule=\"%s\" ms=%lld answer=\"%s\"",
+               (unsigned long long)sl->conn->serial, (unsigned long long)sl->id, source,
+               policy_log_str(rule, r, sizeof r), (long long)(now_ms() - sl->start_ms),
+               policy_log_escape(sl->answer, n, ans, sizeof ans));
+}
+
+/* on_reply - libmxcache's callback for a slot's question. */
+static void on_reply(void *arg, int status, const Mxcache__Reply *rep)
+{
+    struct slot *sl = arg;
+    struct policy_server *s = sl->srv;
+    const char *rule = NULL, *source = "service";
+
+    if (status == MXC_ECLOSED) { /* the handle is being destroyed at exit */
+        if (!sl->conn) {
+            free(sl);
+            return;
+        }
+        answer_fallback(s, sl);
+        source = "shutdown";
+    } else if (status == MXC_OK && rep && rep->body_case == MXCACHE__REPLY__BODY_CHECK) {
+        sl->len = policy_render_reply(rep->check, sl->answer, sizeof sl->answer);
+        service_good(s);
+        if (sl->len > 0) {
+            sl->done = true;
+            s->st.answered++;
+            rule = rep->check->rule;
+        } else {
+            policy_log(LOG_WARNING, "SERVICE_ERROR", "id=%llu reason=\"reply without an action\"",
+                       (unsigned long long)sl->id);
+            answer_fallback(s, sl);
+            source = "fallback";
+        }
+    } else if (status == MXC_ESERVER && rep && rep->body_case == MXCACHE__REPLY__BODY_ERROR) {
+        Mxcache__ErrorCode code = rep->error->code;
+        if (code == MXCACHE__ERROR_CODE__ERROR_STORE || code == MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE ||
+            code == MXCACHE__ERROR_CODE__ERROR_INTERNAL) {
+            service_bad(s, wire_error_name(code));
+        } else {
+            /* The service is up but refused this one question (a field too long, say). */
+            char msg[POLICY_LOG_FIELD_MAX];
+            service_good(s);
+            policy_log(LOG_WARNING, "SERVICE_ERROR", "conn=%llu id=%llu code=%s message=\"%s\"",
+                       sl->conn ? (unsigned long long)sl->conn->serial : 0ull,
+                       (unsigned long long)sl->id, wire_error_name(code),
+                       policy_log_str(rep->error->message, msg, sizeof msg));
+        }
+        answer_fallback(s, sl);
+        source = "fallback";
+    } else {
+        service_bad(s, status == MXC_ETIMEDOUT ? "timeout" : "bad_reply");
+        answer_fallback(s, sl);
+        source = "fallback";
+    }
+    log_answer(sl, source, rule);
+    if (!sl->conn) {
+        free(sl);
+        return;
+    }
+    conn_flush(s, sl->conn);
+}
+
+/* handle_request - queues a slot for a complete request and asks the service, or answers. */
+static void handle_request(struct policy_server *s, struct conn *c, const struct policy_request *r)
+{
+    struct slot *sl = calloc(1, sizeof *sl);
+    const struct policy_conf *cf = s->conf;
+
+    if (!sl) {
+        conn_close(s, c, LOG_ERR, "out_of_memory");
+        return;
+    }
+    sl->conn = c;
+    sl->srv = s;
+    sl->start_ms = now_ms();
+    if (c->tail)
+        c->tail->next = sl;
+    else
+        c->head = sl;
+    c->tail = sl;
+    c->nslots++;
+    c->requests++;
+    s->st.requests++;
+
+    const char *state = r->val[POLICY_ATTR_PROTOCOL_STATE];
+    if (!policy_state_in(state, (const char *const *)cf->states.items, cf->states.n)) {
+        sl->len = policy_render_dunno(sl->answer, sizeof sl->answer);
+        sl->done = true;
+        s->st.local_dunno++;
+        log_answer(sl, "state", NULL);
+        return;
+    }
+
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__CheckRequest q = MXCACHE__CHECK_REQUEST__INIT;
+    policy_request_to_check(r, s->mx_name, &q);
+    req.body_case = MXCACHE__REQUEST__BODY_CHECK;
+    req.check = &q;
+    int rc = mxc_submit(s->mxc, &req, (int)cf->timeout, on_reply, sl, &sl->id);
+    if (rc != MXC_OK) {
+        service_bad(s, rc == MXC_EAGAIN ? "too_many_in_flight" : "submit_failed");
+        answer_fallback(s, sl);
+        log_answer(sl, "fallback", NULL);
+        return;
+    }
+    s->st.asked++;
+    if (policy_log_enabled(LOG_DEBUG)) {
+        char ca[64], se[POLICY_LOG_FIELD_MAX], rc_[POLICY_LOG_FIELD_MAX], st[32];
+        policy_log(LOG_DEBUG, "ASK", "conn=%llu id=%llu state=\"%s\" client=\"%s\" sender=\"%s\" recipient=\"%s\"",
+                   (unsigned long long)c->serial, (unsigned long long)sl->id,
+                   policy_log_str(state, st, sizeof st), policy_log_str(q.client_address, ca, sizeof ca),
+                   policy_log_str(q.sender, se, sizeof se), policy_log_str(q.recipient, rc_, sizeof rc_));
+    }
+}
+
+/* bad_input - logs why the parser refused the connection's input and closes it. */
+static void bad_input(struct policy_server *s, struct conn *c)
+{
+    const char *ex;
+    size_t exlen;
+    unsigned line;
+    char esc[POLICY_LOG_FIELD_MAX];
+    enum policy_error e = policy_parser_error(c->parser, &line, &ex, &exlen);
+
+    s->st.bad_input++;
+    policy_log(LOG_WARNING, "BADINPUT", "conn=%llu peer=%s reason=%s line=%u excerpt=\"%s\"",
+               (unsigned long long)c->serial, c->peer, policy_error_name(e), line,
+               policy_log_escape(ex, exlen, esc, sizeof esc));
+    conn_close(s, c, -1, NULL);
+}
+
+/* conn_process - feeds the buffered input to the parser while the pipeline has room. */
+static void conn_process(struct policy_server *s, struct conn *c)
+{
+    while (!c->closing && c->inlen > 0 && c->nslots < POLICY_MAX_PIPELINE &&
+           c->outlen - c->outoff < POLICY_CONN_OUT_MAX) {
+        size_t used = 0;
+        enum policy_status st = policy_parser_feed(c->parser, c->in, c->inlen, &used);
+        memmove(c->in, c->in + used, c->inlen - used);
+        c->inlen -= used;
+        if (st == POLICY_BAD) {
+            bad_input(s, c);
+            return;
+        }
+        if (st == POLICY_REQUEST)
+            handle_request(s, c, policy_parser_request(c->parser));
+    }
+    /* The peer ended its side: a partial request left now is cut off. */
+    if (c->peer_eof && c->inlen == 0 && !c->closing && policy_parser_finish(c->parser) == POLICY_BAD) {
+        bad_input(s, c);
+        return;
+    }
+    conn_flush(s, c); /* closes it after the peer's EOF once everything is answered */
+}
+
+/* conn_read - reads what the connection has and processes it. */
+static void conn_read(struct policy_server *s, struct conn *c)
+{
+    ssize_t n;
+
+    if (c->closing || c->eof)
+        return;
+    do
+        n = read(c->rfd, c->in + c->inlen, sizeof c->in - c->inlen);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return;
+        policy_log(LOG_INFO, "CLOSE", "conn=%llu peer=%s reason=read_failed error=\"%s\"",
+                   (unsigned long long)c->serial, c->peer, strerror(errno));
+        conn_close(s, c, -1, NULL);
+        return;
+    }
+    if (n == 0) {
+        c->eof = c->peer_eof = true;
+        conn_process(s, c);
+        return;
+    }
+    c->inlen += (size_t)n;
+    c->last_ms = now_ms();
+    conn_process(s, c);
+}
+
+/* conn_new - a connection on rfd/wfd; NULL when out of memory (the fds are then not closed). */
+static struct conn *conn_new(struct policy_server *s, int rfd, int wfd, bool is_socket,
+                             const char *peer)
+{
+    struct conn *c = calloc(1, sizeof *c);
+
+    if (!c)
+        return NULL;
+    c->parser = policy_parser_create(&s->limits);
+    if (!c->parser) {
+        free(c);
+        return NULL;
+    }
+    c->serial = ++s->next_serial;
+    c->rfd = rfd;
+    c->wfd = wfd;
+    c->is_socket = is_socket;
+    c->last_ms = now_ms();
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    s->conns[s->nconns++] = c;
+    s->st.connections++;
+    return c;
+}
+
+/* conn_close - closes the fds and orphans the slots in flight; the conn itself is freed by
+ * reap_conns. prio < 0: the caller has logged already. */
+static void conn_close(struct policy_server *s, struct conn *c, int prio, const char *reason)
+{
+    if (c->closing)
+        return;
+    if (prio >= 0)
+        policy_log(prio, "CLOSE", "conn=%llu peer=%s reason=%s requests=%llu",
+                   (unsigned long long)c->serial, c->peer, reason, (unsigned long long)c->requests);
+    c->closing = true;
+    close(c->rfd);
+    if (c->wfd != c->rfd)
+        close(c->wfd);
+    while (c->head) {
+        struct slot *sl = c->head;
+        c->head = sl->next;
+        if (sl->done || sl->id == 0)
+            free(sl);
+        else
+            sl->conn = NULL; /* on_reply frees it */
+    }
+    c->tail = NULL;
+    c->nslots = 0;
+    (void)s;
+}
+
+/* reap_conns - frees the connections closed during this round. */
+static void reap_conns(struct policy_server *s)
+{
+    size_t k = 0;
+
+    for (size_t i = 0; i < s->nconns; i++) {
+        struct conn *c = s->conns[i];
+        if (c->closing) {
+            policy_parser_destroy(c->parser);
+            free(c->out);
+            free(c);
+        } else {
+            s->conns[k++] = c;
+        }
+    }
+    s->nconns = k;
+}
+
+/* peer_name - "127.0.0.1:40312", "[::1]:40312" or "unix:pid=123". */
+static void peer_name(int fd, const struct sockaddr_storage *ss, char *out, size_t outlen)
+{
+    char host[INET6_ADDRSTRLEN] = "?";
+
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)ss;
+        inet_ntop(AF_INET, &in->sin_addr, host, sizeof host);
+        snprintf(out, outlen, "%s:%u", host, ntohs(in->sin_port));
+    } else if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)ss;
+        inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof host);
+        snprintf(out, outlen, "[%s]:%u", host, ntohs(in6->sin6_port));
+    } else {
+        struct ucred cr;
+        socklen_t len = sizeof cr;
+        if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &len) == 0)
+            snprintf(out, outlen, "unix:pid=%ld", (long)cr.pid);
+        else
+            snprintf(out, outlen, "unix");
+    }
+}
+
+/* do_accept - takes the waiting connections of listener l. */
+static void do_accept(struct policy_server *s, struct policy_listener *l)
+{
+    for (int i = 0; i < POLICY_ACCEPT_BATCH; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        char peer[96];
+        int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                /* Robustness: EMFILE and the like leave the connection in the backlog, so the
+                 * listener stays readable; pause instead of spinning. */
+                policy_log(LOG_WARNING, "ACCEPT_FAILED", "listener=%s error=\"%s\" pause_ms=%d",
+                           l->name, strerror(errno), POLICY_ACCEPT_PAUSE_MS);
+                s->accept_pause_until_ms = now_ms() + POLICY_ACCEPT_PAUSE_MS;
+            }
+            return;
+        }
+        peer_name(fd, &ss, peer, sizeof peer);
+        if (s->nconns >= s->maxconns) {
+            int64_t now = now_ms();
+            s->st.refused++;
+            if (now - s->refused_log_ms >= POLICY_REFUSED_LOG_MS) {
+                policy_log(LOG_WARNING, "REFUSED",
+                           "peer=%s listener=%s reason=max_connections limit=%zu also_refused=%llu",
+                           peer, l->name, s->maxconns, (unsigned long long)s->refused_unlogged);
+                s->refused_log_ms = now;
+                s->refused_unlogged = 0;
+            } else {
+                s->refused_unlogged++;
+            }
+            close(fd);
+            continue;
+        }
+        struct conn *c = conn_new(s, fd, fd, true, peer);
+        if (!c) {
+            policy_log(LOG_ERR, "REFUSED", "peer=%s listener=%s reason=out_of_memory", peer, l->name);
+            close(fd);
+            continue;
+        }
+        policy_log(LOG_DEBUG, "CONNECT", "conn=%llu peer=%s listener=%s",
+                   (unsigned long long)c->serial, peer, l->name);
+    }
+}
+
+/* stop_listening - closes the listeners (and removes unix socket files). */
+static void stop_listening(struct policy_server *s)
+{
+    policy_listeners_close(s->ls, s->nls);
+    s->ls = NULL;
+    s->nls = 0;
+}
+
+/* begin_stop - stop accepting and reading; answer what is queued until the deadline. */
+static void begin_stop(struct policy_server *s, const char *why)
+{
+    size_t pending = 0;
+
+    if (s->stopping)
+        return;
+    s->stopping = true;
+    s->stop_deadline_ms = now_ms() + (int64_t)s->conf->shutdown_timeout;
+    stop_listening(s);
+    for (size_t i = 0; i < s->nconns; i++) {
+        struct conn *c = s->conns[i];
+        if (c->closing)
+            continue;
+        pending += c->nslots;
+        c->eof = true; /* read nothing more */
+        conn_flush(s, c);
+    }
+    policy_log(LOG_NOTICE, "STOP", "reason=%s connections=%zu pending=%zu", why, s->nconns, pending);
+}
+
+/* read_signal - handles what the signalfd holds. */
+static void read_signal(struct policy_server *s, int sigfd)
+{
+    struct signalfd_siginfo si;
+
+    while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
+        if (si.ssi_signo == SIGHUP)
+            policy_log(LOG_NOTICE, "SIGHUP", "result=ignored reason=\"restart to change settings\"");
+        else
+            begin_stop(s, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
+    }
+}
+
+/* check_idle - closes idle connections; returns the ms until the next idle deadline (-1: none). */
+static long check_idle(struct policy_server *s, int64_t now)
+{
+    int64_t next = -1;
+    int64_t idle = (int64_t)s->conf->idle_timeout;
+
+    for (size_t i = 0; i < s->nconns; i++) {
+        struct conn *c = s->conns[i];
+        if (c->closing || c->nslots > 0)
+            continue; /* waiting for the service is not idle: its timeout bounds it */
+        int64_t due = c->last_ms + idle;
+        if (now >= due) {
+            s->st.idle_closed++;
+            conn_close(s, c, policy_parser_pending(c->parser) ? LOG_WARNING : LOG_INFO,
+                       policy_parser_pending(c->parser) ? "idle_in_request" : "idle");
+            continue;
+        }
+        if (next < 0 || due - now < next)
+            next = due - now;
+    }
+    return (long)next;
+}
+
+/* min_timeout - the smaller of two poll timeouts where -1 means none. */
+static long min_timeout(long a, long b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
+policy_server *policy_server_create(const struct policy_conf *conf, struct policy_listener *ls,
+                                    size_t nls, int stdio, const char *mx_name, char *err,
+                                    size_t errlen)
+{
+    struct policy_server *s = calloc(1, sizeof *s);
+    struct mxc_options o;
+
+    if (!s) {
+        policy_listeners_close(ls, nls);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->conf = conf;
+    s->ls = ls;
+    s->nls = nls;
+    s->stdio = stdio != 0;
+    s->limits.max_line = (size_t)conf->max_line;
+    s->limits.max_request = (size_t)conf->max_request;
+    s->limits.max_attributes = (unsigned)conf->max_attributes;
+    s->maxconns = s->stdio ? 1 : (size_t)conf->max_connections;
+    s->maxitems = 1 + nls + MXC_MAX_ENDPOINTS + 2 * s->maxconns;
+    s->mx_name = strdup(mx_name ? mx_name : "");
+    s->conns = calloc(s->maxconns, sizeof *s->conns);
+    s->items = calloc(s->maxitems, sizeof *s->items);
+    s->item_conn = calloc(s->maxitems, sizeof *s->item_conn);
+    if (!s->mx_name || !s->conns || !s->items || !s->item_conn) {
+        snprintf(err, errlen, "out of memory");
+        policy_server_destroy(s);
+        return NULL;
+    }
+
+    mxc_options_init(&o);
+    o.timeout_ms = (int)conf->timeout;
+    o.failover_ms = (int)conf->failover;
+    /* Every queued request of every connection may be in flight at once. */
+    long long inflight = (long long)s->maxconns * POLICY_MAX_PIPELINE + 64;
+    o.max_inflight = inflight > (1 << 20) ? (1 << 20) : (int)inflight;
+    s->mxc = mxc_client_create((const char *const *)conf->endpoints.items, conf->endpoints.n, &o,
+                               err, errlen);
+    if (!s->mxc) {
+        policy_server_destroy(s);
+        return NULL;
+    }
+
+    if (s->stdio) {
+        fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
+        fcntl(1, F_SETFL, fcntl(1, F_GETFL) | O_NONBLOCK);
+        /* read(2) and write(2): stdin and stdout may be pipes; SIGPIPE is ignored by main. */
+        if (!conn_new(s, 0, 1, false, "stdio")) {
+            snprintf(err, errlen, "out of memory");
+            policy_server_destroy(s);
+            return NULL;
+        }
+    }
+    return s;
+}
+
+int policy_server_run(policy_server *s, int sigfd)
+{
+    int rc = MXC_OK;
+
+    for (;;) {
+        int64_t now = now_ms();
+        long timeout = -1;
+        int n = 0, first_mxc, nmxc;
+
+        /* Input left over while a pipeline was full: go on with it now that there may be room. */
+        for (size_t i = 0; i < s->nconns; i++)
+            if (!s->conns[i]->closing && s->conns[i]->inlen > 0 && !s->stopping)
+                conn_process(s, s->conns[i]);
+        reap_conns(s);
+
+        if (s->stopping) {
+            bool busy = false;
+            for (size_t i = 0; i < s->nconns; i++) {
+                struct conn *c = s->conns[i];
+                if (c->nslots > 0 || c->outlen > c->outoff)
+                    busy = true;
+                else
+                    conn_close(s, c, LOG_DEBUG, "shutdown");
+            }
+            reap_conns(s);
+            if (!busy)
+                break;
+            if (now >= s->stop_deadline_ms) {
+                size_t unanswered = 0;
+                for (size_t i = 0; i < s->nconns; i++) {
+                    unanswered += s->conns[i]->nslots;
+                    conn_close(s, s->conns[i], LOG_DEBUG, "shutdown_timeout");
+                }
+                reap_conns(s);
+                policy_log(LOG_WARNING, "STOP_TIMEOUT", "unanswered=%zu", unanswered);
+                break;
+            }
+            timeout = (long)(s->stop_deadline_ms - now);
+        } else if (s->stdio && s->nconns == 0) {
+            break; /* the one connection has ended */
+        }
+        /* Idle connections go before the poll set is built, so it holds no closed fd. */
+        timeout = min_timeout(timeout, check_idle(s, now));
+        reap_conns(s);
+
+        if (sigfd >= 0) {
+            s->items[n] = (zmq_pollitem_t){.socket = NULL, .fd = sigfd, .events = ZMQ_POLLIN};
+            s->item_conn[n++] = NULL;
+        }
+        size_t first_listener = (size_t)n;
+        bool accepting = !s->stopping && now >= s->accept_pause_until_ms;
+        if (!accepting && !s->stopping)
+            timeout = min_timeout(timeout, (long)(s->accept_pause_until_ms - now));
+        for (size_t i = 0; accepting && i < s->nls; i++) {
+            s->items[n] = (zmq_pollitem_t){.socket = NULL, .fd = s->ls[i].fd, .events = ZMQ_POLLIN};
+            s->item_conn[n++] = NULL;
+        }
+        size_t nlisten = (size_t)n - first_listener;
+        first_mxc = n;
+        nmxc = mxc_pollitems(s->mxc, &s->items[n], MXC_MAX_ENDPOINTS);
+        if (nmxc < 0)
+            nmxc = 0;
+        for (int i = 0; i < nmxc; i++)
+            s->item_conn[n++] = NULL;
+        for (size_t i = 0; i < s->nconns; i++) {
+            struct conn *c = s->conns[i];
+            bool want_in = !c->eof && !s->stopping && c->nslots < POLICY_MAX_PIPELINE &&
+                           c->inlen < sizeof c->in && c->outlen - c->outoff < POLICY_CONN_OUT_MAX;
+            bool want_out = c->outlen > c->outoff;
+            if (c->rfd == c->wfd) {
+                if (!want_in && !want_out)
+                    continue;
+                s->items[n] = (zmq_pollitem_t){.socket = NULL, .fd = c->rfd,
+                                               .events = (short)((want_in ? ZMQ_POLLIN : 0) |
+                                                                 (want_out ? ZMQ_POLLOUT : 0))};
+                s->item_conn[n++] = c;
+            } else {
+                if (want_in) {
+                    s->items[n] = (zmq_pollitem_t){.socket = NULL, .fd = c->rfd, .events = ZMQ_POLLIN};
+                    s->item_conn[n++] = c;
+                }
+                if (want_out) {
+                    s->items[n] = (zmq_pollitem_t){.socket = NULL, .fd = c->wfd, .events = ZMQ_POLLOUT};
+                    s->item_conn[n++] = c;
+                }
+            }
+        }
+        timeout = min_timeout(timeout, mxc_next_timeout_ms(s->mxc));
+
+        if (zmq_poll(s->items, n, timeout) < 0) {
+            if (errno == EINTR)
+                continue;
+            policy_log(LOG_ERR, "FATAL", "error=\"zmq_poll: %s\"", zmq_strerror(errno));
+            rc = MXC_EIO;
+            break;
+        }
+
+        if (sigfd >= 0 && (s->items[0].revents & ZMQ_POLLIN))
+            read_signal(s, sigfd);
+        for (size_t i = 0; i < nlisten && s->ls; i++)
+            if (s->items[first_listener + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
+                do_accept(s, &s->ls[i]);
+        /* Replies first: they free pipeline room and are what Postfix waits for. */
+        if (mxc_dispatch(s->mxc) < 0)
+            policy_log(LOG_ERR, "SERVICE_ERROR", "reason=\"%s\"", mxc_client_error(s->mxc));
+        for (int i = first_mxc + nmxc; i < n; i++) {
+            struct conn *c = s->item_conn[i];
+            short re = s->items[i].revents;
+            if (!c || c->closing || !re)
+                continue;
+            if ((re & ZMQ_POLLOUT) || ((re & ZMQ_POLLERR) && s->items[i].fd == c->wfd &&
+                                       !(s->items[i].events & ZMQ_POLLIN)))
+                conn_flush(s, c);
+            if (!c->closing && (re & (ZMQ_POLLIN | ZMQ_POLLERR)) && (s->items[i].events & ZMQ_POLLIN))
+                conn_read(s, c);
+        }
+        reap_conns(s);
+    }
+    return rc;
+}
+
+void policy_server_stats(const policy_server *s, struct policy_stats *out)
+{
+    *out = s->st;
+}
+
+void policy_server_destroy(policy_server *s)
+{
+    if (!s)
+        return;
+    for (size_t i = 0; i < s->nconns; i++)
+        conn_close(s, s->conns[i], -1, NULL);
+    reap_conns(s);
+    /* Orphaned slots still in flight are freed by their callbacks (MXC_ECLOSED) here. */
+    mxc_client_destroy(s->mxc);
+    stop_listening(s);
+    free(s->conns);
+    free(s->items);
+    free(s->item_conn);
+    free(s->mx_name);
+    free(s);
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# End-to-end: cluster-wide greylisting with two real Postfix MXes (mx1, mx2), each asking its own
+# mxcache-policy, both hooks asking one mxcached. A client greylisted at mx1 is still greylisted
+# at mx2 before the delay, passes at mx2 after it (the mail reaches the sink, carrying the
+# X-Greylist header), and then passes at mx1 at once: one greylist for the whole cluster.
+#
+# usage: test_greylist.sh MXCACHED MXCACHE_POLICY
+set -euo pipefail
+MXCACHED=$1
+POLICY=$2
+. "$(dirname "$0")/lib.sh"
+e2e_init
+
+DELAY=4
+for port in SINK MX1 MX2 HOOK1 HOOK2; do e2e_free_port $port; done
+
+cat >"$E2E_DIR/mxcached.conf" <<CF
+server: { listen = ["ipc://$E2E_DIR/mxcached.sock"]; workers = 2; };
+store: { path = "$E2E_DIR/db"; };
+log: { target = "stderr"; level = "info"; };
+greylist: { delay = "${DELAY}s"; };
+CF
+e2e_bg mxcached "$MXCACHED" --config "$E2E_DIR/mxcached.conf" --foreground
+for n in 1 2; do
+    port_var=HOOK$n
+    cat >"$E2E_DIR/policy$n.conf" <<CF
+server: { listen = ["inet:127.0.0.1:${!port_var}"]; };
+service: { endpoints = ["ipc://$E2E_DIR/mxcached.sock"]; mx_name = "mx$n.test"; };
+log: { target = "stderr"; level = "info"; };
+CF
+    e2e_bg policy$n "$POLICY" --config "$E2E_DIR/policy$n.conf" --foreground
+    e2e_wait_port "${!port_var}"
+done
+e2e_sink "$SINK"
+e2e_postfix mx1 "$MX1" "inet:127.0.0.1:$HOOK1" "$SINK"
+e2e_postfix mx2 "$MX2" "inet:127.0.0.1:$HOOK2" "$SINK"
+
+FROM=news@sender.test
+TO=user@example.test
+expect() { # expect WHAT WANT GOT
+    [ "$2" = "$3" ] || e2e_fail "$1: got ${3:-no answer}, want $2"
+    e2e_log "ok: $1 -> $3"
+}
+
+start=$(date +%s)
+expect "first attempt at mx1" 450 "$(e2e_send "$MX1" "$FROM" "$TO")"
+expect "retry at mx2 before the delay" 450 "$(e2e_send "$MX2" "$FROM" "$TO")"
+sleep $((DELAY + 1 - ($(date +%s) - start)))
+expect "retry at mx2 after the delay" 250 "$(e2e_send "$MX2" "$FROM" "$TO")"
+e2e_wait_sink 1
+grep -q '^X-Greylist: delayed' "$E2E_DIR"/sink/* || e2e_fail "the passed mail has no X-Greylist header"
+expect "same triplet at mx1, no new delay" 250 "$(e2e_send "$MX1" "$FROM" "$TO")"
+e2e_wait_sink 2
+e2e_log "greylisting across mx1 and mx2: ok"
