@@ -154,6 +154,14 @@ int main(int argc, char **argv)
     raise_fd_limit(cf);
     signal(SIGPIPE, SIG_IGN);
 
+    /* Signals come through a signalfd in the loop. They are blocked before anything listens
+     * (a SIGTERM that arrives as soon as a client can connect must not kill the process
+     * unannounced) and before ZeroMQ's threads start, which inherit the mask. */
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     if (!stdio && policy_listeners_open(cf, &ls, &nls, err, sizeof err) != MXC_OK) {
         fprintf(stderr, "mxcache-policy: cannot listen: %s\n", err);
         policy_log(LOG_ERR, "FATAL", "error=\"cannot listen: %s\"", err);
@@ -167,12 +175,6 @@ int main(int argc, char **argv)
         policy_conf_free(cf);
         return 1;
     }
-    /* Signals come through a signalfd in the loop; blocked before ZeroMQ's threads inherit. */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     int sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sigfd < 0) {
         policy_log(LOG_ERR, "FATAL", "error=\"signalfd: %s\"", strerror(errno));
