@@ -24,7 +24,7 @@
 #include "mxc_err.h"
 #include "policy_conf.h"
 #include "policy_listen.h"
-#include "policy_log.h"
+#include "log.h"
 #include "policy_server.h"
 
 #define EXIT_USAGE 2
@@ -73,7 +73,7 @@ static void raise_fd_limit(const struct policy_conf *c)
         return;
     rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
     if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < want)
-        policy_log(LOG_WARNING, "FD_LIMIT", "open_files=%llu needed=%llu",
+        log_msg(LOG_WARNING, "FD_LIMIT", "open_files=%llu needed=%llu",
                    (unsigned long long)rl.rlim_cur, (unsigned long long)want);
 }
 
@@ -148,7 +148,7 @@ int main(int argc, char **argv)
         target = PCONF_TARGET_SYSLOG; /* Security: stderr may be the Postfix connection */
     else if (target == PCONF_TARGET_AUTO)
         target = foreground ? PCONF_TARGET_STDERR : PCONF_TARGET_SYSLOG;
-    policy_log_open("mxcache-policy", target == PCONF_TARGET_SYSLOG ? POLICY_LOG_SYSLOG : POLICY_LOG_STDERR,
+    log_open("mxcache-policy", target == PCONF_TARGET_SYSLOG ? LOG_TO_SYSLOG : LOG_TO_STDERR,
                     policy_conf_facility(cf), policy_conf_level(cf));
     umask(027);
     raise_fd_limit(cf);
@@ -164,7 +164,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     if (!stdio && policy_listeners_open(cf, &ls, &nls, err, sizeof err) != MXC_OK) {
         fprintf(stderr, "mxcache-policy: cannot listen: %s\n", err);
-        policy_log(LOG_ERR, "FATAL", "error=\"cannot listen: %s\"", err);
+        log_msg(LOG_ERR, "FATAL", "error=\"cannot listen: %s\"", err);
         policy_conf_free(cf);
         return 1;
     }
@@ -177,24 +177,24 @@ int main(int argc, char **argv)
     }
     int sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sigfd < 0) {
-        policy_log(LOG_ERR, "FATAL", "error=\"signalfd: %s\"", strerror(errno));
+        log_msg(LOG_ERR, "FATAL", "error=\"signalfd: %s\"", strerror(errno));
         policy_listeners_close(ls, nls);
         policy_conf_free(cf);
         return 1;
     }
 
     for (size_t i = 0; i < nls; i++)
-        policy_log(LOG_INFO, "LISTEN", "address=%s", ls[i].name);
+        log_msg(LOG_INFO, "LISTEN", "address=%s", ls[i].name);
     policy_server *srv = policy_server_create(cf, ls, nls, stdio, mx_name, err, sizeof err);
     if (!srv) { /* the listeners are closed by now */
         if (!stdio && foreground)
             fprintf(stderr, "mxcache-policy: %s\n", err);
-        policy_log(LOG_ERR, "FATAL", "error=\"%s\"", err);
+        log_msg(LOG_ERR, "FATAL", "error=\"%s\"", err);
         close(sigfd);
         policy_conf_free(cf);
         return 1;
     }
-    policy_log(stdio ? LOG_DEBUG : LOG_NOTICE, "START",
+    log_msg(stdio ? LOG_DEBUG : LOG_NOTICE, "START",
                "version=%s config=%s mode=%s listen=%s service=%s timeout_ms=%llu fallback=%s mx_name=%s",
                MXCACHE_VERSION, path ? path : "(embedded defaults)", stdio ? "stdio" : "daemon",
                stdio ? "-" : list_text(&cf->listen, lbuf, sizeof lbuf),
@@ -206,7 +206,7 @@ int main(int argc, char **argv)
     policy_server_stats(srv, &st);
     policy_server_destroy(srv);
     close(sigfd);
-    policy_log(stdio ? LOG_DEBUG : LOG_NOTICE, "EXIT",
+    log_msg(stdio ? LOG_DEBUG : LOG_NOTICE, "EXIT",
                "result=%s connections=%llu refused=%llu requests=%llu asked=%llu answered=%llu "
                "local_dunno=%llu fallbacks=%llu bad_input=%llu idle_closed=%llu",
                rc == MXC_OK ? "clean" : mxc_strerror(rc), (unsigned long long)st.connections,
@@ -214,7 +214,7 @@ int main(int argc, char **argv)
                (unsigned long long)st.asked, (unsigned long long)st.answered,
                (unsigned long long)st.local_dunno, (unsigned long long)st.fallbacks,
                (unsigned long long)st.bad_input, (unsigned long long)st.idle_closed);
-    policy_log_close();
+    log_close();
     policy_conf_free(cf);
     return rc == MXC_OK ? 0 : 1;
 }

@@ -35,7 +35,7 @@
 #include <zmq.h>
 
 #include "mxcache.h"
-#include "policy_log.h"
+#include "log.h"
 #include "policy_proto.h"
 #include "wire.h"
 
@@ -112,7 +112,7 @@ static void service_good(struct policy_server *s)
     if (!s->down)
         return;
     s->down = false;
-    policy_log(LOG_NOTICE, "SERVICE_UP", "endpoint=%s down_ms=%lld fallbacks=%llu",
+    log_msg(LOG_NOTICE, "SERVICE_UP", "endpoint=%s down_ms=%lld fallbacks=%llu",
                mxc_current_endpoint(s->mxc), (long long)(now_ms() - s->down_since_ms),
                (unsigned long long)s->down_fallbacks);
 }
@@ -124,7 +124,7 @@ static void service_bad(struct policy_server *s, const char *reason)
         s->down = true;
         s->down_since_ms = now_ms();
         s->down_fallbacks = 0;
-        policy_log(LOG_WARNING, "SERVICE_DOWN",
+        log_msg(LOG_WARNING, "SERVICE_DOWN",
                    "reason=%s endpoint=%s fallback=%s timeout_ms=%llu",
                    reason, mxc_current_endpoint(s->mxc),
                    s->conf->fallback == PCONF_FALLBACK_DUNNO ? "dunno" : "defer",
@@ -166,7 +166,7 @@ static bool conn_write(struct policy_server *s, struct conn *c)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return true;
-        policy_log(LOG_INFO, "CLOSE", "conn=%llu peer=%s reason=write_failed error=\"%s\"",
+        log_msg(LOG_INFO, "CLOSE", "conn=%llu peer=%s reason=write_failed error=\"%s\"",
                    (unsigned long long)c->serial, c->peer, n < 0 ? strerror(errno) : "short write");
         conn_close(s, c, -1, NULL);
         return false;
@@ -213,17 +213,17 @@ static void conn_flush(struct policy_server *s, struct conn *c)
 /* log_answer - the debug line of a finished request. */
 static void log_answer(const struct slot *sl, const char *source, const char *rule)
 {
-    char ans[POLICY_LOG_FIELD_MAX], r[64];
+    char ans[LOG_FIELD_MAX], r[64];
     size_t n = sl->len;
 
-    if (!policy_log_enabled(LOG_DEBUG) || !sl->conn)
+    if (!log_enabled(LOG_DEBUG) || !sl->conn)
         return;
     while (n > 0 && sl->answer[n - 1] == '\n')
         n--;
-    policy_log(LOG_DEBUG, "ANSWER", "conn=%llu id=%llu source=%s rule=\"%s\" ms=%lld answer=\"%s\"",
+    log_msg(LOG_DEBUG, "ANSWER", "conn=%llu id=%llu source=%s rule=\"%s\" ms=%lld answer=\"%s\"",
                (unsigned long long)sl->conn->serial, (unsigned long long)sl->id, source,
-               policy_log_str(rule, r, sizeof r), (long long)(now_ms() - sl->start_ms),
-               policy_log_escape(sl->answer, n, ans, sizeof ans));
+               log_str(rule, r, sizeof r), (long long)(now_ms() - sl->start_ms),
+               log_escape(sl->answer, n, ans, sizeof ans));
 }
 
 /* on_reply - libmxcache's callback for a slot's question. */
@@ -248,7 +248,7 @@ static void on_reply(void *arg, int status, const Mxcache__Reply *rep)
             s->st.answered++;
             rule = rep->check->rule;
         } else {
-            policy_log(LOG_WARNING, "SERVICE_ERROR", "id=%llu reason=\"reply without an action\"",
+            log_msg(LOG_WARNING, "SERVICE_ERROR", "id=%llu reason=\"reply without an action\"",
                        (unsigned long long)sl->id);
             answer_fallback(s, sl);
             source = "fallback";
@@ -260,12 +260,12 @@ static void on_reply(void *arg, int status, const Mxcache__Reply *rep)
             service_bad(s, wire_error_name(code));
         } else {
             /* The service is up but refused this one question (a field too long, say). */
-            char msg[POLICY_LOG_FIELD_MAX];
+            char msg[LOG_FIELD_MAX];
             service_good(s);
-            policy_log(LOG_WARNING, "SERVICE_ERROR", "conn=%llu id=%llu code=%s message=\"%s\"",
+            log_msg(LOG_WARNING, "SERVICE_ERROR", "conn=%llu id=%llu code=%s message=\"%s\"",
                        sl->conn ? (unsigned long long)sl->conn->serial : 0ull,
                        (unsigned long long)sl->id, wire_error_name(code),
-                       policy_log_str(rep->error->message, msg, sizeof msg));
+                       log_str(rep->error->message, msg, sizeof msg));
         }
         answer_fallback(s, sl);
         source = "fallback";
@@ -326,12 +326,12 @@ static void handle_request(struct policy_server *s, struct conn *c, const struct
         return;
     }
     s->st.asked++;
-    if (policy_log_enabled(LOG_DEBUG)) {
-        char ca[64], se[POLICY_LOG_FIELD_MAX], rc_[POLICY_LOG_FIELD_MAX], st[32];
-        policy_log(LOG_DEBUG, "ASK", "conn=%llu id=%llu state=\"%s\" client=\"%s\" sender=\"%s\" recipient=\"%s\"",
+    if (log_enabled(LOG_DEBUG)) {
+        char ca[64], se[LOG_FIELD_MAX], rc_[LOG_FIELD_MAX], st[32];
+        log_msg(LOG_DEBUG, "ASK", "conn=%llu id=%llu state=\"%s\" client=\"%s\" sender=\"%s\" recipient=\"%s\"",
                    (unsigned long long)c->serial, (unsigned long long)sl->id,
-                   policy_log_str(state, st, sizeof st), policy_log_str(q.client_address, ca, sizeof ca),
-                   policy_log_str(q.sender, se, sizeof se), policy_log_str(q.recipient, rc_, sizeof rc_));
+                   log_str(state, st, sizeof st), log_str(q.client_address, ca, sizeof ca),
+                   log_str(q.sender, se, sizeof se), log_str(q.recipient, rc_, sizeof rc_));
     }
 }
 
@@ -341,13 +341,13 @@ static void bad_input(struct policy_server *s, struct conn *c)
     const char *ex;
     size_t exlen;
     unsigned line;
-    char esc[POLICY_LOG_FIELD_MAX];
+    char esc[LOG_FIELD_MAX];
     enum policy_error e = policy_parser_error(c->parser, &line, &ex, &exlen);
 
     s->st.bad_input++;
-    policy_log(LOG_WARNING, "BADINPUT", "conn=%llu peer=%s reason=%s line=%u excerpt=\"%s\"",
+    log_msg(LOG_WARNING, "BADINPUT", "conn=%llu peer=%s reason=%s line=%u excerpt=\"%s\"",
                (unsigned long long)c->serial, c->peer, policy_error_name(e), line,
-               policy_log_escape(ex, exlen, esc, sizeof esc));
+               log_escape(ex, exlen, esc, sizeof esc));
     conn_close(s, c, -1, NULL);
 }
 
@@ -388,7 +388,7 @@ static void conn_read(struct policy_server *s, struct conn *c)
     if (n < 0) {
         if (errno == EAGAIN || errno == EWOULDBLOCK)
             return;
-        policy_log(LOG_INFO, "CLOSE", "conn=%llu peer=%s reason=read_failed error=\"%s\"",
+        log_msg(LOG_INFO, "CLOSE", "conn=%llu peer=%s reason=read_failed error=\"%s\"",
                    (unsigned long long)c->serial, c->peer, strerror(errno));
         conn_close(s, c, -1, NULL);
         return;
@@ -434,7 +434,7 @@ static void conn_close(struct policy_server *s, struct conn *c, int prio, const 
     if (c->closing)
         return;
     if (prio >= 0)
-        policy_log(prio, "CLOSE", "conn=%llu peer=%s reason=%s requests=%llu",
+        log_msg(prio, "CLOSE", "conn=%llu peer=%s reason=%s requests=%llu",
                    (unsigned long long)c->serial, c->peer, reason, (unsigned long long)c->requests);
     c->closing = true;
     close(c->rfd);
@@ -509,7 +509,7 @@ static void do_accept(struct policy_server *s, struct policy_listener *l)
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
                 /* Robustness: EMFILE and the like leave the connection in the backlog, so the
                  * listener stays readable; pause instead of spinning. */
-                policy_log(LOG_WARNING, "ACCEPT_FAILED", "listener=%s error=\"%s\" pause_ms=%d",
+                log_msg(LOG_WARNING, "ACCEPT_FAILED", "listener=%s error=\"%s\" pause_ms=%d",
                            l->name, strerror(errno), POLICY_ACCEPT_PAUSE_MS);
                 s->accept_pause_until_ms = now_ms() + POLICY_ACCEPT_PAUSE_MS;
             }
@@ -520,7 +520,7 @@ static void do_accept(struct policy_server *s, struct policy_listener *l)
             int64_t now = now_ms();
             s->st.refused++;
             if (now - s->refused_log_ms >= POLICY_REFUSED_LOG_MS) {
-                policy_log(LOG_WARNING, "REFUSED",
+                log_msg(LOG_WARNING, "REFUSED",
                            "peer=%s listener=%s reason=max_connections limit=%zu also_refused=%llu",
                            peer, l->name, s->maxconns, (unsigned long long)s->refused_unlogged);
                 s->refused_log_ms = now;
@@ -533,11 +533,11 @@ static void do_accept(struct policy_server *s, struct policy_listener *l)
         }
         struct conn *c = conn_new(s, fd, fd, true, peer);
         if (!c) {
-            policy_log(LOG_ERR, "REFUSED", "peer=%s listener=%s reason=out_of_memory", peer, l->name);
+            log_msg(LOG_ERR, "REFUSED", "peer=%s listener=%s reason=out_of_memory", peer, l->name);
             close(fd);
             continue;
         }
-        policy_log(LOG_DEBUG, "CONNECT", "conn=%llu peer=%s listener=%s",
+        log_msg(LOG_DEBUG, "CONNECT", "conn=%llu peer=%s listener=%s",
                    (unsigned long long)c->serial, peer, l->name);
     }
 }
@@ -568,7 +568,7 @@ static void begin_stop(struct policy_server *s, const char *why)
         c->eof = true; /* read nothing more */
         conn_flush(s, c);
     }
-    policy_log(LOG_NOTICE, "STOP", "reason=%s connections=%zu pending=%zu", why, s->nconns, pending);
+    log_msg(LOG_NOTICE, "STOP", "reason=%s connections=%zu pending=%zu", why, s->nconns, pending);
 }
 
 /* read_signal - handles what the signalfd holds. */
@@ -578,7 +578,7 @@ static void read_signal(struct policy_server *s, int sigfd)
 
     while (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si) {
         if (si.ssi_signo == SIGHUP)
-            policy_log(LOG_NOTICE, "SIGHUP", "result=ignored reason=\"restart to change settings\"");
+            log_msg(LOG_NOTICE, "SIGHUP", "result=ignored reason=\"restart to change settings\"");
         else
             begin_stop(s, si.ssi_signo == SIGTERM ? "SIGTERM" : "SIGINT");
     }
@@ -708,7 +708,7 @@ int policy_server_run(policy_server *s, int sigfd)
                     conn_close(s, s->conns[i], LOG_DEBUG, "shutdown_timeout");
                 }
                 reap_conns(s);
-                policy_log(LOG_WARNING, "STOP_TIMEOUT", "unanswered=%zu", unanswered);
+                log_msg(LOG_WARNING, "STOP_TIMEOUT", "unanswered=%zu", unanswered);
                 break;
             }
             timeout = (long)(s->stop_deadline_ms - now);
@@ -766,7 +766,7 @@ int policy_server_run(policy_server *s, int sigfd)
         if (zmq_poll(s->items, n, timeout) < 0) {
             if (errno == EINTR)
                 continue;
-            policy_log(LOG_ERR, "FATAL", "error=\"zmq_poll: %s\"", zmq_strerror(errno));
+            log_msg(LOG_ERR, "FATAL", "error=\"zmq_poll: %s\"", zmq_strerror(errno));
             rc = MXC_EIO;
             break;
         }
@@ -778,7 +778,7 @@ int policy_server_run(policy_server *s, int sigfd)
                 do_accept(s, &s->ls[i]);
         /* Replies first: they free pipeline room and are what Postfix waits for. */
         if (mxc_dispatch(s->mxc) < 0)
-            policy_log(LOG_ERR, "SERVICE_ERROR", "reason=\"%s\"", mxc_client_error(s->mxc));
+            log_msg(LOG_ERR, "SERVICE_ERROR", "reason=\"%s\"", mxc_client_error(s->mxc));
         for (int i = first_mxc + nmxc; i < n; i++) {
             struct conn *c = s->item_conn[i];
             short re = s->items[i].revents;

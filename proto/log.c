@@ -1,4 +1,4 @@
-/* Process-wide logger of mxcached (see log.h). */
+/* Process-wide logger of the mxcache daemons (see log.h). */
 #include "log.h"
 
 #include <stdatomic.h>
@@ -43,6 +43,8 @@ void log_msg(int priority, const char *event, const char *fmt, ...)
     if (!log_enabled(priority))
         return;
     n = snprintf(line, sizeof line, "%s ", event);
+    if (n < 0 || (size_t)n >= sizeof line)
+        n = 0;
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
@@ -70,7 +72,8 @@ char *log_escape(const char *s, size_t len, char *out, size_t outlen)
         return out;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        int plain = c > 0x20 && c < 0x7f && c != '"' && c != '\\';
+        /* Fields that may hold spaces are written in double quotes, so a space stays. */
+        int plain = c >= 0x20 && c < 0x7f && c != '"' && c != '\\';
         size_t need = plain ? 1 : 4;
         if (o + need + 4 > outlen) { /* keep room for "..." and NUL */
             if (outlen >= 4) {
@@ -90,6 +93,15 @@ char *log_escape(const char *s, size_t len, char *out, size_t outlen)
     }
     out[o < outlen ? o : outlen - 1] = '\0';
     return out;
+}
+
+char *log_str(const char *s, char *out, size_t outlen)
+{
+    if (!s) {
+        snprintf(out, outlen, "-");
+        return out;
+    }
+    return log_escape(s, strlen(s), out, outlen);
 }
 
 int log_level_from_index(int idx)

@@ -1,4 +1,5 @@
-/* Logging for mxcached: one line per event, to stderr or syslog, with a syslog severity.
+/* Logging of the mxcache daemons (mxcached, mxcache-policy): one line per event, to stderr or
+ * syslog, with a syslog severity. (libmxcache never logs.)
  *
  * A line starts with an uppercase event word, then key=value fields ("START version=0.1.0
  * workers=2", "BADREQ peer=... reason=too_large size=70000"). Untrusted strings go through
@@ -10,6 +11,8 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <syslog.h>
+
+#define LOG_FIELD_MAX 160 /* bytes of one escaped untrusted field in a line, "..." included */
 
 enum log_target_kind { LOG_TO_STDERR, LOG_TO_SYSLOG };
 
@@ -29,9 +32,12 @@ void log_msg(int priority, const char *event, const char *fmt, ...)
 int log_enabled(int priority);
 
 /* log_escape - copies at most len bytes of untrusted s into out (outlen bytes) with every byte
- * outside printable ASCII, '"', '\\' and space written as \xNN, truncated with "..." so that
- * out always ends in NUL. Returns out. */
+ * outside printable ASCII, '"' and '\\' written as \xNN, truncated with "..." so that out
+ * always ends in NUL. Returns out. The result may hold spaces: write it in double quotes. */
 char *log_escape(const char *s, size_t len, char *out, size_t outlen);
+
+/* log_str - log_escape of a NUL-terminated string (NULL gives "-"). */
+char *log_str(const char *s, char *out, size_t outlen);
 
 /* Map config.h's LOG_LEVEL_* index to a syslog priority. */
 int log_level_from_index(int idx);
