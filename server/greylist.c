@@ -452,6 +452,14 @@ static int count_awl_pass(const struct greylist *gl, store_batch *b, const struc
 
     if (c->greylist_awl_passes == 0)
         return MXC_OK;
+    /* Security: as postgrey, at most one pass of a client counts per GREYLIST_AWL_COUNT_MS, so
+     * a burst of mails from one source (a spam run that got through once) cannot buy it an
+     * auto-whitelisting in seconds; a real MTA earns it over hours of traffic. */
+    if (old && since(now, old->last_seen_ms) < GREYLIST_AWL_COUNT_MS) {
+        say(expl, expllen, "awl: a pass of %s was counted less than %s ago; this one is not (%u of %lld)\n",
+            t->client, "1h", old->passes, c->greylist_awl_passes);
+        return MXC_OK;
+    }
     r.first_seen_ms = old ? old->first_seen_ms : now;
     r.last_seen_ms = now;
     r.passes = old ? plus_one(old->passes) : 1;

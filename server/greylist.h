@@ -30,6 +30,7 @@
  *       and with greylist.header gives the X-Greylist header to prepend
  *   passed                                                           -> pass, "greylist_known";
  *       refreshes expires = now + max_age, last_seen, passes + 1, counts an AWL pass
+ * AWL passes of one client count at most once per GREYLIST_AWL_COUNT_MS (an hour).
  * The writes of "greylist_new" and "greylist_pass" decide what the next attempt is told, so the
  * handler commits them with fsync before replying; the others (refreshes, counters) go out in a
  * lazy commit when a round has nothing else (see handler_commit).
@@ -70,6 +71,7 @@ enum { GREYLIST_IDENTITY_NETWORK, GREYLIST_IDENTITY_DOMAIN };
 #define GREYLIST_KEY_MAX 800                  /* longest greylist key in clear, with its NUL */
 #define GREYLIST_TEXT_MAX 512                 /* reply text and header, with the NUL */
 #define GREYLIST_AWL_REFRESH_MS (3600 * 1000) /* an AWL hit rewrites its record at most hourly */
+#define GREYLIST_AWL_COUNT_MS (3600 * 1000)   /* a client's passes count once per hour at most */
 
 /* What decided. GREYLIST_SKIPPED: greylisting is off or does not apply to the recipient's
  * domain, and the next check decides. */

@@ -318,15 +318,21 @@ START_TEST(test_awl)
     const char *ip = "192.0.2.10", *s = "alice@sender.example";
 
     pass_triplet(ip, s, "bob@example.net"); /* pass 1 */
-    for (int i = 0; i < 3; i++) {           /* passes 2..4 */
+    /* Passes within the hour after a counted one do not count: a burst buys nothing. */
+    for (int i = 0; i < 5; i++) {
         clock_now += 60 * SEC;
+        ck_assert_int_eq(decide(ip, s, "bob@example.net", NULL), GREYLIST_KNOWN);
+    }
+    ck_assert_uint_eq(awl_passes(ip), 1);
+    for (int i = 0; i < 3; i++) {           /* passes 2..4, an hour apart */
+        clock_now += 3600 * SEC;
         ck_assert_int_eq(decide(ip, s, "bob@example.net", NULL), GREYLIST_KNOWN);
     }
     ck_assert_uint_eq(awl_passes(ip), 4);
     /* Four passes: not yet whitelisted; a new triplet of the client is greylisted. */
     ck_assert_int_eq(decide("192.0.2.11", s, "carol@example.net", &r), GREYLIST_NEW);
     ck_assert_uint_eq(awl_passes(ip), 4); /* a deferral counts nothing */
-    clock_now += 60 * SEC;
+    clock_now += 3600 * SEC;
     ck_assert_int_eq(decide(ip, s, "bob@example.net", NULL), GREYLIST_KNOWN); /* pass 5 */
     ck_assert_uint_eq(awl_passes(ip), 5);
     /* Five: every triplet of the network passes as "awl", new ones included. */
@@ -607,6 +613,7 @@ START_TEST(test_hashed_keys)
     ck_assert_str_eq(r.text, "Greylisted, please try again in 290 seconds");
     clock_now += 300 * SEC;
     ck_assert_int_eq(decide(ip, s, rc, &r), GREYLIST_PASS);
+    clock_now += 3600 * SEC;
     ck_assert_int_eq(decide(ip, s, rc, &r), GREYLIST_KNOWN);
     ck_assert_uint_eq(awl_passes(ip), 2);
     /* ... and no address in the store: every key is 64 hex digits. */
