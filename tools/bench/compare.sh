@@ -29,9 +29,8 @@
 #
 # Fairness: both greylisters run with their defaults, including the delay of 300 s, durable
 # writes (postgrey: Berkeley DB transactions with a synchronous log; mxcached: store.sync =
-# true, fsync before the answer) and auto-whitelisting after 5 passes; both key clients by /24.
-# (They count passes differently: mxcached counts every accepted retry, postgrey at most one per
-# client and hour, so mxcached soon answers the pool's clients from its auto-whitelist.)
+# true, fsync before the answer) and auto-whitelisting after 5 passes, counted at most once per
+# client and hour; both key clients by /24.
 # The warm-up therefore waits 300 s between its two passes. --delay S sets the same shorter
 # delay on both sides (postgrey --delay, mxcached greylist.delay): it changes no work per
 # request, only how long the warm-up waits, so figures taken with it compare as well; the
