@@ -509,6 +509,35 @@ static void reply_error(struct service *svc, zmq_msg_t *ident, bool req_delimite
     }
 }
 
+/* recv_request - takes one message from the ROUTER into id and pl (initialised here).
+ * FRAME_NONE: nothing is waiting, and there is nothing to close. FRAME_OK: (identity, payload),
+ * our framing. FRAME_BAD: any other framing; pl holds the message's last frame and *delim says
+ * whether a REQ socket's empty delimiter came before it; the caller answers with reply_error
+ * (which takes id) and closes pl. */
+enum frame_kind { FRAME_NONE, FRAME_OK, FRAME_BAD };
+static enum frame_kind recv_request(struct service *svc, zmq_msg_t *id, zmq_msg_t *pl, bool *delim)
+{
+    zmq_msg_init(id);
+    if (zmq_msg_recv(id, svc->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(id);
+        return FRAME_NONE;
+    }
+    zmq_msg_init(pl);
+    *delim = false;
+    if (!zmq_msg_more(id))
+        return FRAME_BAD;
+    zmq_msg_recv(pl, svc->router, ZMQ_DONTWAIT);
+    if (!zmq_msg_more(pl))
+        return FRAME_OK;
+    *delim = zmq_msg_size(pl) == 0;
+    zmq_msg_close(pl);
+    zmq_msg_init(pl);
+    zmq_msg_recv(pl, svc->router, ZMQ_DONTWAIT);
+    if (zmq_msg_more(pl))
+        discard_rest(svc->router);
+    return FRAME_BAD;
+}
+
 /* read_requests - moves up to max_batch waiting requests from the ROUTER to the workers. A
  * message must be exactly (identity, payload): DEALER clients send one frame. */
 static void read_requests(struct service *svc)
@@ -517,30 +546,15 @@ static void read_requests(struct service *svc)
 
     while (n < svc->max_batch) {
         zmq_msg_t *id = &svc->in_ident[n], *pl = &svc->in_payload[n];
-        zmq_msg_init(id);
-        if (zmq_msg_recv(id, svc->router, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(id);
+        bool delim;
+        enum frame_kind k = recv_request(svc, id, pl, &delim);
+        if (k == FRAME_NONE)
             break;
-        }
-        if (!zmq_msg_more(id)) {
-            zmq_msg_close(id);
-            ctr_add(&svc->ctr, CTR_BAD_FRAMES, 1);
-            continue;
-        }
-        zmq_msg_init(pl);
-        zmq_msg_recv(pl, svc->router, ZMQ_DONTWAIT);
-        if (zmq_msg_more(pl)) {
-            /* A REQ socket puts an empty delimiter before the request: answer it in kind. */
-            bool delim = zmq_msg_size(pl) == 0;
-            zmq_msg_t last;
-            zmq_msg_init(&last);
-            zmq_msg_recv(&last, svc->router, ZMQ_DONTWAIT);
-            if (zmq_msg_more(&last))
-                discard_rest(svc->router);
-            reply_error(svc, id, delim, zmq_msg_data(&last), zmq_msg_size(&last),
+        if (k == FRAME_BAD) {
+            /* A REQ socket's delimiter is answered in kind, so that it gets the error too. */
+            reply_error(svc, id, delim, zmq_msg_data(pl), zmq_msg_size(pl),
                         MXCACHE__ERROR_CODE__ERROR_MALFORMED,
                         "a request is one frame from a DEALER socket, without delimiter");
-            zmq_msg_close(&last);
             zmq_msg_close(pl);
             ctr_add(&svc->ctr, CTR_BAD_FRAMES, 1);
             continue;
@@ -569,22 +583,9 @@ static void refuse_queued(struct service *svc)
 {
     for (;;) {
         zmq_msg_t id, pl;
-        zmq_msg_init(&id);
-        if (zmq_msg_recv(&id, svc->router, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&id);
+        bool delim;
+        if (recv_request(svc, &id, &pl, &delim) == FRAME_NONE)
             return;
-        }
-        zmq_msg_init(&pl);
-        if (zmq_msg_more(&id))
-            zmq_msg_recv(&pl, svc->router, ZMQ_DONTWAIT);
-        bool delim = zmq_msg_more(&pl) && zmq_msg_size(&pl) == 0;
-        if (zmq_msg_more(&pl)) {
-            zmq_msg_close(&pl);
-            zmq_msg_init(&pl);
-            zmq_msg_recv(&pl, svc->router, ZMQ_DONTWAIT);
-            if (zmq_msg_more(&pl))
-                discard_rest(svc->router);
-        }
         reply_error(svc, &id, delim, zmq_msg_data(&pl), zmq_msg_size(&pl),
                     MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE, "the service is shutting down");
         zmq_msg_close(&pl);
