@@ -73,6 +73,18 @@ static mxc_client *client(void)
     return c;
 }
 
+/* pump - runs c's event loop until no request is in flight or ms have passed. */
+static void pump(mxc_client *c, long ms)
+{
+    long deadline = now_ms() + ms;
+    while (mxc_inflight(c) > 0 && now_ms() < deadline) {
+        zmq_pollitem_t items[MXC_MAX_ENDPOINTS];
+        int n = mxc_pollitems(c, items, MXC_MAX_ENDPOINTS);
+        zmq_poll(items, n, 50);
+        mxc_dispatch(c);
+    }
+}
+
 static int call(mxc_client *c, Mxcache__Request *req, Mxcache__Reply **rep)
 {
     return mxc_call(c, req, 3000, rep);
@@ -629,13 +641,7 @@ START_TEST(test_compact_while_checking)
         ck_assert_str_eq(rep->check->rule, "whitelist");
         mxc_reply_free(rep);
     }
-    long deadline = now_ms() + 20000;
-    while (!compact.done && now_ms() < deadline) {
-        zmq_pollitem_t items[4];
-        int n = mxc_pollitems(c, items, 4);
-        zmq_poll(items, n, 50);
-        mxc_dispatch(c);
-    }
+    pump(c, 20000);
     ck_assert_int_eq(compact.done, 1);
     ck_assert_int_eq(compact.status, MXC_OK);
     mxc_client_destroy(c);
@@ -742,13 +748,7 @@ START_TEST(test_many_in_flight)
         snprintf(rcpt, sizeof rcpt, "user%d@example.com", i);
         ck_assert_int_eq(mxc_submit(c, &req, 10000, on_reply, &ac, NULL), MXC_OK);
     }
-    long deadline = now_ms() + 20000;
-    while (ac.ok + ac.failed < N && now_ms() < deadline) {
-        zmq_pollitem_t items[4];
-        int n = mxc_pollitems(c, items, 4);
-        zmq_poll(items, n, 100);
-        mxc_dispatch(c);
-    }
+    pump(c, 20000);
     ck_assert_int_eq(ac.ok, N);
     ck_assert_int_eq(ac.failed, 0);
     mxc_client_destroy(c);
