@@ -191,6 +191,28 @@ uint64_t wire_peek_id(const uint8_t *buf, size_t len)
     return 0;
 }
 
+Mxcache__Request__BodyCase wire_peek_body(const uint8_t *buf, size_t len)
+{
+    const uint8_t *p = buf, *end = buf + (len < 64 ? len : 64);
+    uint64_t tag, v;
+
+    /* Every Request we pack starts with its scalar fields (version, id), then the body. */
+    while (p < end) {
+        if (read_varint(&p, end, &tag) != MXC_OK)
+            break;
+        if ((tag & 7) == 2) {
+            const ProtobufCFieldDescriptor *f = (tag >> 3) <= WIRE_FIELD_MAX
+                ? protobuf_c_message_descriptor_get_field(&mxcache__request__descriptor, (unsigned)(tag >> 3))
+                : NULL;
+            return f && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) ? (Mxcache__Request__BodyCase)(tag >> 3)
+                                                                 : MXCACHE__REQUEST__BODY__NOT_SET;
+        }
+        if ((tag & 7) != 0 || read_varint(&p, end, &v) != MXC_OK)
+            break;
+    }
+    return MXCACHE__REQUEST__BODY__NOT_SET;
+}
+
 struct name_map {
     int value;
     const char *name;

@@ -45,6 +45,12 @@ int wire_scalar_field(const uint8_t *buf, size_t len, uint32_t field, int wire_t
  * that even an error reply reaches the right caller. 0 when it cannot be found. */
 uint64_t wire_peek_id(const uint8_t *buf, size_t len);
 
+/* wire_peek_body - which body a packed Request carries (its Mxcache__Request__BodyCase, the
+ * body's field number), looked up without decoding, so that a request can be routed before it
+ * is parsed. BODY__NOT_SET when the start of the message does not show it; decoding decides
+ * then. */
+Mxcache__Request__BodyCase wire_peek_body(const uint8_t *buf, size_t len);
+
 /* Name <-> value for the protocol enums. *_name never returns NULL ("?" for unknown values).
  * *_parse returns 0 and sets *out, or MXC_EINVAL for an unknown name (case-insensitive). */
 const char *wire_keyspace_name(Mxcache__Keyspace ks);      /* verify greylist awl whitelist */

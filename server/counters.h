@@ -49,7 +49,10 @@
     X(CTR_COMMITS, "store_commits")                                           \
     X(CTR_COMMITS_LAZY, "store_commits_lazy")                                 \
     X(CTR_COMMIT_WRITES, "store_commit_writes")                               \
-    X(CTR_COMMIT_USEC, "store_commit_microseconds")
+    X(CTR_COMMIT_USEC, "store_commit_microseconds")                           \
+    X(CTR_WAL_SYNCS, "store_wal_syncs")       /* pipelined syncs of Check rounds */ \
+    X(CTR_WAL_SYNC_USEC, "store_wal_sync_microseconds")                       \
+    X(CTR_REPLIES_HELD, "replies_held_for_sync")
 
 #define COUNTER_ENUM(id, name) id,
 enum counter_id { COUNTERS(COUNTER_ENUM) CTR_COUNT };

@@ -188,6 +188,14 @@ __attribute__((format(printf, 3, 4))) static void say(char *expl, size_t expllen
     va_end(ap);
 }
 
+/* SAY - say, with the arguments evaluated only when there is an explanation: formatting times
+ * and durations for nobody would cost every Check. */
+#define SAY(expl, expllen, ...)                  \
+    do {                                         \
+        if (expl)                                \
+            say(expl, expllen, __VA_ARGS__);     \
+    } while (0)
+
 /* iso_time - unix ms as "2026-11-27T22:33:20Z". */
 static char *iso_time(uint64_t ms, char *buf, size_t buflen)
 {
@@ -296,7 +304,7 @@ static void network(const struct greylist *gl, const char *address, char *out, s
 
     if (!af) {
         sender_raw_text(address, out, outlen);
-        say(expl, expllen, "greylist: client address \"%s\" is no IP address; keyed as its text\n",
+        SAY(expl, expllen, "greylist: client address \"%s\" is no IP address; keyed as its text\n",
             out);
         return;
     }
@@ -309,7 +317,7 @@ static void network(const struct greylist *gl, const char *address, char *out, s
     }
     inet_ntop(af, a, text, sizeof text);
     snprintf(out, outlen, "%s/%u", text, bits);
-    say(expl, expllen, "greylist: client %s (network of %s)\n", out, address);
+    SAY(expl, expllen, "greylist: client %s (network of %s)\n", out, address);
 }
 
 /* client_identity - CLIENT of the key (greylist.h) into out (GREYLIST_CLIENT_MAX + 1 bytes). */
@@ -324,14 +332,14 @@ static void client_identity(const struct greylist *gl, const Mxcache__CheckReque
         const char *reg = psl_registrable_domain(gl->psl, canon);
         if (reg) {
             snprintf(out, outlen, "%s", reg);
-            say(expl, expllen, "greylist: client %s (registered domain of the client name %s)\n",
+            SAY(expl, expllen, "greylist: client %s (registered domain of the client name %s)\n",
                 out, canon);
             return;
         }
-        say(expl, expllen, "greylist: the client name %s has no registered domain; using the "
+        SAY(expl, expllen, "greylist: the client name %s has no registered domain; using the "
             "network\n", canon);
     } else if (gl->psl) {
-        say(expl, expllen, "greylist: no forward-confirmed client name; using the network\n");
+        SAY(expl, expllen, "greylist: no forward-confirmed client name; using the network\n");
     }
     network(gl, q->client_address ? q->client_address : "", out, outlen, expl, expllen);
 }
@@ -380,15 +388,15 @@ static void make_keys(const struct greylist *gl, const Mxcache__CheckRequest *q,
     enum sender_kind kind = sender_normalize(q->sender, t->sender, sizeof t->sender);
     sender_raw_text(q->sender, raw, sizeof raw);
     if (kind == SENDER_RAW)
-        say(expl, expllen, "greylist: sender \"%s\" is no mail address; keyed as its text\n", raw);
+        SAY(expl, expllen, "greylist: sender \"%s\" is no mail address; keyed as its text\n", raw);
     else if (kind == SENDER_MAILBOX && strcmp(raw, t->sender) != 0)
-        say(expl, expllen, "greylist: sender %s normalized to %s\n", raw, t->sender);
+        SAY(expl, expllen, "greylist: sender %s normalized to %s\n", raw, t->sender);
     snprintf(clear, sizeof clear, "%s/%s/%s", t->client, t->sender, t->rcpt);
     stored_key(gl, clear, t->key, sizeof t->key);
     stored_key(gl, t->client, t->awl_key, sizeof t->awl_key);
-    say(expl, expllen, "greylist: key %s\n", clear);
+    SAY(expl, expllen, "greylist: key %s\n", clear);
     if (gl->cfg->greylist_hash_keys)
-        say(expl, expllen, "greylist: stored hashed: greylist key %s, awl key %s\n", t->key,
+        SAY(expl, expllen, "greylist: stored hashed: greylist key %s, awl key %s\n", t->key,
             t->awl_key);
 }
 
@@ -456,7 +464,7 @@ static int count_awl_pass(const struct greylist *gl, store_batch *b, const struc
      * a burst of mails from one source (a spam run that got through once) cannot buy it an
      * auto-whitelisting in seconds; a real MTA earns it over hours of traffic. */
     if (old && since(now, old->last_seen_ms) < GREYLIST_AWL_COUNT_MS) {
-        say(expl, expllen, "awl: a pass of %s was counted less than %s ago; this one is not (%u of %lld)\n",
+        SAY(expl, expllen, "awl: a pass of %s was counted less than %s ago; this one is not (%u of %lld)\n",
             t->client, "1h", old->passes, c->greylist_awl_passes);
         return MXC_OK;
     }
@@ -464,7 +472,7 @@ static int count_awl_pass(const struct greylist *gl, store_batch *b, const struc
     r.last_seen_ms = now;
     r.passes = old ? plus_one(old->passes) : 1;
     r.expires_at_ms = now + c->greylist_awl_max_age;
-    say(expl, expllen, "awl: this pass %s %u of the %lld that auto-whitelist %s\n",
+    SAY(expl, expllen, "awl: this pass %s %u of the %lld that auto-whitelist %s\n",
         explain ? "would make" : "makes", r.passes, c->greylist_awl_passes, t->client);
     if (explain)
         return MXC_OK;
@@ -506,7 +514,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
     Mxcache__AwlRecord *awl = NULL;
     Mxcache__GreylistRecord *old = NULL;
     Mxcache__GreylistRecord r = MXCACHE__GREYLIST_RECORD__INIT;
-    char *val = NULL, t1[32], t2[32], d1[32];
+    char *val = NULL, t1[32], t2[32], t3[32], d1[32];
     size_t vallen;
     const char *which;
     struct triplet *t;
@@ -515,20 +523,20 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
     memset(res, 0, sizeof *res);
     res->rule = GREYLIST_SKIPPED;
     if (!c->greylist_enabled) {
-        say(expl, expllen, "greylist: off (greylist.enabled = false)\n");
+        SAY(expl, expllen, "greylist: off (greylist.enabled = false)\n");
         return MXC_OK;
     }
     if (!(t = malloc(sizeof *t)))
         return MXC_ENOMEM;
     recipient(q, t);
     if (gl->ndomains && !domain_in(t->rdomain, gl->domains, gl->ndomains, &which)) {
-        say(expl, expllen, "greylist: greylisting is off for domain %s (not in greylist.domains)\n",
+        SAY(expl, expllen, "greylist: greylisting is off for domain %s (not in greylist.domains)\n",
             t->rdomain[0] ? t->rdomain : "(none)");
         free(t);
         return MXC_OK;
     }
     if (domain_in(t->rdomain, gl->exempt, gl->nexempt, &which)) {
-        say(expl, expllen,
+        SAY(expl, expllen,
             "greylist: greylisting is off for domain %s (greylist.exempt_domains has %s)\n",
             t->rdomain, which);
         free(t);
@@ -546,25 +554,25 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
             free(val);
             val = NULL;
             if (!awl)
-                say(expl, expllen, "awl: the record does not unpack; taken as absent\n");
+                SAY(expl, expllen, "awl: the record does not unpack; taken as absent\n");
         }
         if (!awl) {
-            say(expl, expllen, "awl: no record for %s (0 of %lld passes)\n", t->client,
+            SAY(expl, expllen, "awl: no record for %s (0 of %lld passes)\n", t->client,
                 c->greylist_awl_passes);
         } else if (awl->passes < (uint64_t)c->greylist_awl_passes) {
-            say(expl, expllen, "awl: %s has %u of %lld passes\n", t->client, awl->passes,
+            SAY(expl, expllen, "awl: %s has %u of %lld passes\n", t->client, awl->passes,
                 c->greylist_awl_passes);
         } else {
             res->rule = GREYLIST_AWL;
             res->fact_age_ms = since(now, awl->first_seen_ms);
-            say(expl, expllen,
+            SAY(expl, expllen,
                 "awl: %s has %u passes (at least %lld): auto-whitelisted; first seen %s, last "
                 "pass %s\n",
                 t->client, awl->passes, c->greylist_awl_passes,
                 iso_time(awl->first_seen_ms, t1, sizeof t1),
                 iso_time(awl->last_seen_ms, t2, sizeof t2));
             /* Robustness: an active client stays whitelisted, at one write per hour at most. */
-            if (!explain && since(now, awl->last_seen_ms) >= GREYLIST_AWL_REFRESH_MS) {
+            if (!explain && since(now, awl->last_seen_ms) >= GREYLIST_REFRESH_MS) {
                 awl->last_seen_ms = now;
                 awl->expires_at_ms = now + c->greylist_awl_max_age;
                 rc = put_record(b, MXCACHE__KEYSPACE__KEYSPACE_AWL, t->awl_key, &awl->base, err,
@@ -573,7 +581,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
             goto out;
         }
     } else {
-        say(expl, expllen, "awl: off (greylist.awl_passes = 0)\n");
+        SAY(expl, expllen, "awl: off (greylist.awl_passes = 0)\n");
     }
 
     /* XXX Read, decide, write is not atomic across workers: two rounds deciding this triplet
@@ -586,24 +594,30 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
         free(val);
         val = NULL;
         if (!old)
-            say(expl, expllen, "greylist: the record does not unpack; taken as absent\n");
+            SAY(expl, expllen, "greylist: the record does not unpack; taken as absent\n");
     }
-    duration_format(c->greylist_delay, d1, sizeof d1);
+    if (expl)
+        duration_format(c->greylist_delay, d1, sizeof d1);
 
     if (old && old->state == MXCACHE__RECORD_STATE__STATE_PASSED) {
         res->rule = GREYLIST_KNOWN;
         res->fact_age_ms = since(now, old->first_seen_ms);
-        say(expl, expllen,
-            "greylist: known triplet: passed at %s, first seen %s, %u passes; %s\n",
+        /* Performance: a busy triplet is rewritten at most once per GREYLIST_REFRESH_MS, not
+         * on every mail; its expiry moves by max_age anyway, an hour more or less is nothing. */
+        bool refresh = since(now, old->last_seen_ms) >= GREYLIST_REFRESH_MS;
+        SAY(expl, expllen,
+            "greylist: known triplet: passed at %s, first seen %s, last refreshed %s, %u passes; %s\n",
             iso_time(old->passed_at_ms, t1, sizeof t1), iso_time(old->first_seen_ms, t2, sizeof t2),
-            old->passes, explain ? "a pass would refresh it" : "refreshed");
+            iso_time(old->last_seen_ms, t3, sizeof t3), old->passes,
+            !refresh ? "refreshed less than 1h ago, not again"
+                     : explain ? "a pass would refresh it" : "refreshed");
         r = *old;
         r.base = (ProtobufCMessage)PROTOBUF_C_MESSAGE_INIT(&mxcache__greylist_record__descriptor);
         r.last_seen_ms = now;
         r.attempts = plus_one(old->attempts);
         r.passes = plus_one(old->passes);
         r.expires_at_ms = now + c->greylist_max_age;
-        if (!explain &&
+        if (!explain && refresh &&
             (rc = put_record(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &r.base, err,
                              errlen)) != MXC_OK)
             goto out;
@@ -615,7 +629,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
      * of the window); this catches one written under a longer retry_window before a reload. */
     bool stale = old && now >= old->first_seen_ms + c->greylist_retry_window;
     if (old && stale)
-        say(expl, expllen, "greylist: pending since %s, past the retry window of %s: starts over\n",
+        SAY(expl, expllen, "greylist: pending since %s, past the retry window of %s: starts over\n",
             iso_time(old->first_seen_ms, t1, sizeof t1),
             duration_format(c->greylist_retry_window, t2, sizeof t2));
     if (!old || stale) {
@@ -625,14 +639,14 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
         if (c->greylist_delay > 0) {
             r.expires_at_ms = now + c->greylist_retry_window;
             defer(gl, res, GREYLIST_NEW, c->greylist_delay);
-            say(expl, expllen, "greylist: new triplet: deferred for %s\n", d1);
+            SAY(expl, expllen, "greylist: new triplet: deferred for %s\n", d1);
             if (!explain)
                 rc = put_record(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &r.base, err,
                                 errlen);
             goto out;
         }
         /* greylist.delay 0: the first attempt passes at once, without a header. */
-        say(expl, expllen, "greylist: new triplet, and greylist.delay is 0: passes\n");
+        SAY(expl, expllen, "greylist: new triplet, and greylist.delay is 0: passes\n");
     } else {
         uint64_t ready = old->first_seen_ms + c->greylist_delay;
         r = *old;
@@ -645,7 +659,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
                 left = c->greylist_delay; /* a first_seen in the future: never wait longer */
             defer(gl, res, GREYLIST_EARLY, left);
             res->fact_age_ms = since(now, old->first_seen_ms);
-            say(expl, expllen,
+            SAY(expl, expllen,
                 "greylist: pending since %s, %u attempts, last %s; delay %s: %llu s left\n",
                 iso_time(old->first_seen_ms, t1, sizeof t1), old->attempts,
                 iso_time(old->last_seen_ms, t2, sizeof t2), d1,
@@ -655,7 +669,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
                                 errlen);
             goto out;
         }
-        say(expl, expllen, "greylist: pending since %s, %u attempts; the delay of %s is over: "
+        SAY(expl, expllen, "greylist: pending since %s, %u attempts; the delay of %s is over: "
             "passes\n", iso_time(old->first_seen_ms, t1, sizeof t1), old->attempts, d1);
     }
 

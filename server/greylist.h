@@ -29,14 +29,16 @@
  *       writes PASSED {passed_at = now, passes 1, expires now + max_age}, counts an AWL pass,
  *       and with greylist.header gives the X-Greylist header to prepend
  *   passed                                                           -> pass, "greylist_known";
- *       refreshes expires = now + max_age, last_seen, passes + 1, counts an AWL pass
+ *       refreshes expires = now + max_age, last_seen, passes + 1, counts an AWL pass; the
+ *       refresh is written at most once per GREYLIST_REFRESH_MS (an hour), so passes counts
+ *       the hours with mail rather than every mail
  * AWL passes of one client count at most once per GREYLIST_AWL_COUNT_MS (an hour).
  * The writes of "greylist_new" and "greylist_pass" decide what the next attempt is told, so the
  * handler commits them with fsync before replying; the others (refreshes, counters) go out in a
  * lazy commit when a round has nothing else (see handler_commit).
  * With delay 0 the first attempt takes the "greylist_pass" branch at once (no header: nothing
  * was delayed). An AWL pass is passes + 1, first_seen kept, last_seen = now, expires = now +
- * awl_max_age; an AWL hit refreshes last_seen and the expiry at most once per GREYLIST_AWL_REFRESH_MS.
+ * awl_max_age; an AWL hit refreshes last_seen and the expiry at most once per GREYLIST_REFRESH_MS.
  * Every write goes into the caller's batch, so it is durable before the reply is sent.
  *
  * Explain: with explain set, the decision is the same but nothing is written (not even
@@ -70,7 +72,7 @@ enum { GREYLIST_IDENTITY_NETWORK, GREYLIST_IDENTITY_DOMAIN };
 #define GREYLIST_CLIENT_MAX 255               /* longest client identity (a domain name) */
 #define GREYLIST_KEY_MAX 800                  /* longest greylist key in clear, with its NUL */
 #define GREYLIST_TEXT_MAX 512                 /* reply text and header, with the NUL */
-#define GREYLIST_AWL_REFRESH_MS (3600 * 1000) /* an AWL hit rewrites its record at most hourly */
+#define GREYLIST_REFRESH_MS (3600 * 1000)     /* a hit rewrites its record at most hourly */
 #define GREYLIST_AWL_COUNT_MS (3600 * 1000)   /* a client's passes count once per hour at most */
 
 /* What decided. GREYLIST_SKIPPED: greylisting is off or does not apply to the recipient's

@@ -838,41 +838,64 @@ int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct ha
     return rc;
 }
 
-int handler_commit(struct handler *h, struct handler_reply *replies, size_t n)
+void handler_fail_replies(struct handler *h, struct handler_reply *replies, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (replies[i].deferred)
+            continue; /* answered later by handler_run_deferred, which reads the store */
+        free(replies[i].buf);
+        replies[i].buf = NULL;
+        replies[i].len = 0;
+        /* Out of memory here leaves the reply empty; the caller then drops it and the client's
+         * timeout gives the same temporary answer. */
+        error_reply(h, replies[i].id, MXCACHE__ERROR_CODE__ERROR_STORE,
+                    "the store could not write; try again later", &replies[i]);
+    }
+}
+
+/* commit_round - commits the round's writes; with wait, a durable round waits for its fsync,
+ * without, *need_sync says whether it still has to be made durable (store_sync_wal). */
+static int commit_round(struct handler *h, struct handler_reply *replies, size_t n, bool wait,
+                        bool *need_sync)
 {
     size_t writes = store_batch_count(h->batch);
+    bool sync = h->durable && wait;
     char err[256];
     struct timespec t0, t1;
 
+    if (need_sync)
+        *need_sync = false;
     if (writes == 0)
         return MXC_OK;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    int rc = h->durable ? store_batch_commit(h->batch, err, sizeof err)
-                        : store_batch_commit_lazy(h->batch, err, sizeof err);
+    int rc = sync ? store_batch_commit(h->batch, err, sizeof err)
+                  : store_batch_commit_lazy(h->batch, err, sizeof err);
     if (rc != MXC_OK) {
         log_msg(LOG_ERR, "STORE", "op=commit writes=%zu error=\"%s\"", writes, err);
-        for (size_t i = 0; i < n; i++) {
-            if (replies[i].deferred)
-                continue; /* answered later by handler_run_deferred, which reads the store */
-            free(replies[i].buf);
-            replies[i].buf = NULL;
-            replies[i].len = 0;
-            /* Out of memory here leaves the reply empty; the caller then drops it and the
-             * client's timeout gives the same temporary answer. */
-            error_reply(h, replies[i].id, MXCACHE__ERROR_CODE__ERROR_STORE,
-                        "the store could not write; try again later", &replies[i]);
-        }
+        handler_fail_replies(h, replies, n);
         h->ntouched = 0;
         return MXC_ESTORE;
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
-    ctr_add(h->ctr, h->durable ? CTR_COMMITS : CTR_COMMITS_LAZY, 1);
+    ctr_add(h->ctr, sync ? CTR_COMMITS : CTR_COMMITS_LAZY, 1);
     ctr_add(h->ctr, CTR_COMMIT_WRITES, writes);
     ctr_add(h->ctr, CTR_COMMIT_USEC,
             (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
+    if (need_sync)
+        *need_sync = h->durable && store_syncs(h->env->st);
     for (size_t i = 0; i < h->ntouched; i++)
         if (wl_sync_key(h->env->wl, h->env->st, h->touched[i].key, h->touched[i].len) != MXC_OK)
             log_msg(LOG_ERR, "WHITELIST", "op=sync error=\"cannot re-read a changed entry; reloading\"");
     h->ntouched = 0;
     return MXC_OK;
+}
+
+int handler_commit(struct handler *h, struct handler_reply *replies, size_t n)
+{
+    return commit_round(h, replies, n, true, NULL);
+}
+
+int handler_commit_nowait(struct handler *h, struct handler_reply *replies, size_t n, bool *need_sync)
+{
+    return commit_round(h, replies, n, false, need_sync);
 }

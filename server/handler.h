@@ -1,12 +1,13 @@
-/* Request handling of one mxcached worker: decodes a request, answers it from the store and the
- * in-memory whitelist, and collects its writes into the worker's batch for the round.
+/* Request handling of one mxcached thread (the main thread's Check rounds, or a worker):
+ * decodes a request, answers it from the store and the in-memory whitelist, and collects its
+ * writes into the thread's batch for the round.
  *
  * A round is handler_begin, any number of handler_request, then handler_commit, which makes the
  * round's writes durable (one WriteBatch, WAL synced) before the caller sends any of the round's
  * replies. A request never makes the worker fail: a bad request gets an error reply. Work per
  * request is bounded: scans stop after a budget of records and reply bytes and return a cursor.
  *
- * Thread-safety: a handler belongs to one worker thread; the env it points to is shared. */
+ * Thread-safety: a handler belongs to one thread; the env it points to is shared. */
 #ifndef MXCACHED_HANDLER_H
 #define MXCACHED_HANDLER_H
 
@@ -60,6 +61,16 @@ int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct ha
  * (replies[0..n-1], the round's replies in order) is replaced by a temporary ERROR_STORE error
  * reply, since any of them may depend on what was not written. Returns 0 or MXC_ESTORE. */
 int handler_commit(struct handler *h, struct handler_reply *replies, size_t n);
+
+/* handler_commit_nowait - like handler_commit, but never waits for an fsync: the writes are
+ * committed (visible to every thread) and *need_sync says whether the replies depend on some of
+ * them, in which case they may be sent only after a store_sync_wal that started after this
+ * returned. A failed sync is handler_fail_replies. */
+int handler_commit_nowait(struct handler *h, struct handler_reply *replies, size_t n, bool *need_sync);
+
+/* handler_fail_replies - replaces each reply (except deferred ones) by a temporary ERROR_STORE
+ * error, for replies whose writes did not become durable. */
+void handler_fail_replies(struct handler *h, struct handler_reply *replies, size_t n);
 
 /* Slow requests (compaction) are not run inside a round: handler_request marks their reply
  * deferred, and after the round's replies are out the worker runs them one by one with

@@ -1,9 +1,10 @@
-/* The ROUTER loop and worker pool of mxcached (see service.h). */
+/* The ROUTER loop, Check rounds, sync thread and worker pool of mxcached (see service.h). */
 #include "service.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,11 +12,13 @@
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
+#include <rocksdb/c.h>
 
 #include "counters.h"
 #include "handler.h"
 #include "log.h"
 #include "mxc_err.h"
+#include "syncer.h"
 #include "wire.h"
 
 /* ZeroMQ drops a connection whose message exceeds ZMQ_MAXMSGSIZE without a word to the peer, so
@@ -45,11 +48,30 @@ struct worker {
     atomic_bool slow;  /* running a deferred request (compaction): send it nothing new */
 };
 
+/* A reply waiting for a WAL sync: sent once the sync of generation gen has finished. A reply that
+ * depends on that generation's own writes (must_sync) becomes an error when the sync fails. */
+struct held {
+    zmq_msg_t ident, body;
+    uint64_t id;
+    uint64_t gen;
+    bool must_sync;
+};
+
 struct service {
     void *zctx;
     void *router;
     struct worker *workers;
     unsigned nworkers;
+    /* Checks are decided on the main thread (no hand-over to a worker and back); their rounds
+     * commit without waiting and the syncer makes the writes durable while the next rounds run. */
+    struct handler *handler;
+    struct syncer *syncer;
+    struct handler_reply *check_replies; /* max_batch */
+    size_t *check_index;                 /* max_batch: which read request each Check is */
+    uint64_t write_gen;   /* generations of writes asked to be synced */
+    uint64_t synced_gen;  /* every write up to this generation is durable */
+    struct held *held;    /* FIFO ring of replies waiting for a sync, gen non-decreasing */
+    size_t held_head, nheld, held_cap;
     unsigned max_batch;
     size_t max_queued;
     uint64_t shutdown_timeout_ms;
@@ -119,7 +141,7 @@ static uint64_t mono_ms(void)
 static void sum_counters(void *arg, uint64_t out[CTR_COUNT])
 {
     struct service *svc = arg;
-    counters_sum(svc->ctrsets, svc->nworkers + 1, out);
+    counters_sum(svc->ctrsets, svc->nworkers + 2, out);
 }
 
 /* ---- worker ---- */
@@ -380,18 +402,27 @@ struct service *service_create(struct policy *pol, store *st, struct whitelist *
     svc->env.counters_fn = sum_counters;
     svc->env.counters_arg = svc;
     svc->workers = calloc(svc->nworkers, sizeof *svc->workers);
-    svc->ctrsets = calloc(svc->nworkers + 1, sizeof *svc->ctrsets);
+    svc->ctrsets = calloc(svc->nworkers + 2, sizeof *svc->ctrsets);
     svc->in_ident = calloc(svc->max_batch, sizeof *svc->in_ident);
     svc->in_payload = calloc(svc->max_batch, sizeof *svc->in_payload);
+    svc->check_replies = calloc(svc->max_batch, sizeof *svc->check_replies);
+    svc->check_index = calloc(svc->max_batch, sizeof *svc->check_index);
+    svc->handler = handler_create(&svc->env, &svc->ctr);
     svc->zctx = zmq_ctx_new();
-    if (!svc->workers || !svc->ctrsets || !svc->zctx || !svc->in_ident || !svc->in_payload) {
+    if (!svc->workers || !svc->ctrsets || !svc->zctx || !svc->in_ident || !svc->in_payload ||
+        !svc->check_replies || !svc->check_index || !svc->handler) {
         snprintf(err, errlen, "out of memory");
+        service_destroy(svc);
+        return NULL;
+    }
+    if (!(svc->syncer = syncer_create(svc->zctx, st, err, errlen))) {
         service_destroy(svc);
         return NULL;
     }
     svc->ctrsets[0] = &svc->ctr;
     for (unsigned i = 0; i < svc->nworkers; i++)
         svc->ctrsets[i + 1] = &svc->workers[i].ctr;
+    svc->ctrsets[svc->nworkers + 1] = syncer_counters(svc->syncer);
     if (service_bind(svc, cfg, err, errlen) != MXC_OK || start_workers(svc, err, errlen) != MXC_OK) {
         service_destroy(svc);
         return NULL;
@@ -429,6 +460,13 @@ void service_destroy(struct service *svc)
                 zmq_close(w->pair_worker);
         }
     }
+    syncer_destroy(svc->syncer);
+    handler_destroy(svc->handler);
+    for (; svc->nheld > 0; svc->nheld--) { /* only after a failed drain */
+        struct held *e = &svc->held[svc->held_head++ % svc->held_cap];
+        zmq_msg_close(&e->ident);
+        zmq_msg_close(&e->body);
+    }
     if (svc->router)
         zmq_close(svc->router);
     if (svc->zctx)
@@ -439,6 +477,9 @@ void service_destroy(struct service *svc)
     free(svc->ctrsets);
     free(svc->in_ident);
     free(svc->in_payload);
+    free(svc->check_replies);
+    free(svc->check_index);
+    free(svc->held);
     free(svc);
 }
 
@@ -538,11 +579,155 @@ static enum frame_kind recv_request(struct service *svc, zmq_msg_t *id, zmq_msg_
     return FRAME_BAD;
 }
 
-/* read_requests - moves up to max_batch waiting requests from the ROUTER to the workers. A
- * message must be exactly (identity, payload): DEALER clients send one frame. */
+/* send_to_client - sends (identity, body) on the ROUTER; both are consumed. A client that went
+ * away (EHOSTUNREACH) or stopped reading (EAGAIN at the high-water mark) loses its reply: the
+ * loop never blocks on one peer. */
+static void send_to_client(struct service *svc, zmq_msg_t *id, zmq_msg_t *body)
+{
+    if (zmq_msg_send(id, svc->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(id);
+        zmq_msg_close(body);
+        ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+        return;
+    }
+    if (zmq_msg_send(body, svc->router, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(body);
+        ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+    }
+}
+
+static int held_grow(struct service *svc)
+{
+    size_t cap = svc->held_cap ? svc->held_cap * 2 : 256;
+    struct held *h = calloc(cap, sizeof *h);
+
+    if (!h)
+        return MXC_ENOMEM;
+    /* zmq_msg_t is moved with zmq_msg_move, never copied as bytes. */
+    for (size_t i = 0; i < svc->nheld; i++) {
+        struct held *from = &svc->held[(svc->held_head + i) % svc->held_cap];
+        h[i] = *from;
+        zmq_msg_init(&h[i].ident);
+        zmq_msg_init(&h[i].body);
+        zmq_msg_move(&h[i].ident, &from->ident);
+        zmq_msg_move(&h[i].body, &from->body);
+        zmq_msg_close(&from->ident);
+        zmq_msg_close(&from->body);
+    }
+    free(svc->held);
+    svc->held = h;
+    svc->held_cap = cap;
+    svc->held_head = 0;
+    return MXC_OK;
+}
+
+/* deliver - sends a reply (identity and body consumed), or holds it while writes of the main
+ * thread's rounds wait for their sync: a reply sent now might rest on a write that a crash
+ * could still undo. id and must_sync: see struct held. */
+static void deliver(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body, uint64_t id, bool must_sync)
+{
+    if (svc->synced_gen >= svc->write_gen) {
+        send_to_client(svc, ident, body);
+        return;
+    }
+    if (svc->nheld == svc->held_cap && held_grow(svc) != MXC_OK) {
+        /* Robustness: without memory to hold it the reply is dropped, never sent early; the
+         * client's timeout gives a temporary answer. */
+        zmq_msg_close(ident);
+        zmq_msg_close(body);
+        ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+        return;
+    }
+    struct held *e = &svc->held[(svc->held_head + svc->nheld++) % svc->held_cap];
+    zmq_msg_init(&e->ident);
+    zmq_msg_init(&e->body);
+    zmq_msg_move(&e->ident, ident);
+    zmq_msg_move(&e->body, body);
+    zmq_msg_close(ident);
+    zmq_msg_close(body);
+    e->id = id;
+    e->gen = svc->write_gen;
+    e->must_sync = must_sync;
+    ctr_add(&svc->ctr, CTR_REPLIES_HELD, 1);
+}
+
+/* release_held - a sync up to generation gen finished (ok: the writes are durable): sends the
+ * replies that waited for it; those that depended on writes it failed to sync become errors. */
+static void release_held(struct service *svc, uint64_t gen, bool ok)
+{
+    if (gen > svc->synced_gen)
+        svc->synced_gen = gen;
+    while (svc->nheld > 0 && svc->held[svc->held_head].gen <= gen) {
+        struct held *e = &svc->held[svc->held_head];
+        if (!ok && e->must_sync) {
+            struct handler_reply r = {.id = e->id};
+            handler_fail_replies(svc->handler, &r, 1);
+            zmq_msg_close(&e->body);
+            if (r.buf)
+                zmq_msg_init_data(&e->body, r.buf, r.len, free_reply, NULL);
+            else
+                zmq_msg_init(&e->body);
+        }
+        if (zmq_msg_size(&e->body) > 0) {
+            send_to_client(svc, &e->ident, &e->body);
+        } else {
+            zmq_msg_close(&e->ident);
+            zmq_msg_close(&e->body);
+            ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+        }
+        svc->held_head = (svc->held_head + 1) % svc->held_cap;
+        svc->nheld--;
+    }
+}
+
+/* check_round - decides the n Checks just read (check_index) on this thread as one round. Its
+ * writes are committed without waiting for the disk; when replies depend on them, a sync of a
+ * new generation is asked for and the replies wait for it (deliver). */
+static void check_round(struct service *svc, size_t n)
+{
+    struct cfgref *cfg = cfg_acquire(svc);
+    struct handler_reply *reps = svc->check_replies;
+    bool need_sync = false;
+
+    handler_begin(svc->handler, cfg->pol);
+    for (size_t i = 0; i < n; i++) {
+        zmq_msg_t *pl = &svc->in_payload[svc->check_index[i]];
+        if (handler_request(svc->handler, zmq_msg_data(pl), zmq_msg_size(pl), &reps[i]) != MXC_OK)
+            memset(&reps[i], 0, sizeof reps[i]);
+        zmq_msg_close(pl);
+    }
+    handler_commit_nowait(svc->handler, reps, n, &need_sync);
+    cfgref_release(cfg);
+    ctr_add(&svc->ctr, CTR_ROUNDS, 1);
+    if (need_sync) {
+        if (syncer_request(svc->syncer, svc->write_gen + 1) == MXC_OK) {
+            svc->write_gen++;
+        } else {
+            log_msg(LOG_ERR, "STORE", "op=sync error=\"cannot reach the sync thread\"");
+            handler_fail_replies(svc->handler, reps, n);
+            need_sync = false;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        zmq_msg_t *id = &svc->in_ident[svc->check_index[i]], body;
+        if (!reps[i].buf) { /* out of memory: the client's timeout answers */
+            zmq_msg_close(id);
+            ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+            continue;
+        }
+        zmq_msg_init_data(&body, reps[i].buf, reps[i].len, free_reply, NULL);
+        deliver(svc, id, &body, reps[i].id, need_sync);
+    }
+}
+
+/* read_requests - takes up to max_batch waiting requests from the ROUTER: Checks are decided
+ * here (check_round), everything else (admin requests, some of them long scans) goes to the
+ * least busy worker as one multipart message. A message must be exactly (identity, payload):
+ * DEALER clients send one frame. */
 static void read_requests(struct service *svc)
 {
-    size_t n = 0, chunk;
+    size_t n = 0, nchecks = 0, prev = SIZE_MAX;
+    struct worker *w = NULL;
 
     while (n < svc->max_batch) {
         zmq_msg_t *id = &svc->in_ident[n], *pl = &svc->in_payload[n];
@@ -559,22 +744,26 @@ static void read_requests(struct service *svc)
             ctr_add(&svc->ctr, CTR_BAD_FRAMES, 1);
             continue;
         }
-        n++;
-    }
-    if (n == 0)
-        return;
-    /* Split a burst across the workers so that they work on it in parallel; a small one goes
-     * whole to the least busy worker, which keeps rounds (and group commits) large. */
-    chunk = n >= 2 * (size_t)svc->nworkers ? (n + svc->nworkers - 1) / svc->nworkers : n;
-    for (size_t i = 0; i < n; i += chunk) {
-        size_t end = i + chunk < n ? i + chunk : n;
-        struct worker *w = least_busy(svc);
-        for (size_t j = i; j < end; j++) {
-            zmq_msg_send(&svc->in_ident[j], w->pair_main, ZMQ_SNDMORE);
-            zmq_msg_send(&svc->in_payload[j], w->pair_main, j + 1 < end ? ZMQ_SNDMORE : 0);
+        if (wire_peek_body(zmq_msg_data(pl), zmq_msg_size(pl)) == MXCACHE__REQUEST__BODY_CHECK) {
+            svc->check_index[nchecks++] = n++;
+            continue;
         }
-        w->inflight += end - i;
+        /* The batch for the worker: each pair is sent once the next one shows it is not last. */
+        if (prev != SIZE_MAX) {
+            zmq_msg_send(&svc->in_ident[prev], w->pair_main, ZMQ_SNDMORE);
+            zmq_msg_send(&svc->in_payload[prev], w->pair_main, ZMQ_SNDMORE);
+        } else {
+            w = least_busy(svc);
+        }
+        prev = n++;
+        w->inflight++;
     }
+    if (prev != SIZE_MAX) {
+        zmq_msg_send(&svc->in_ident[prev], w->pair_main, ZMQ_SNDMORE);
+        zmq_msg_send(&svc->in_payload[prev], w->pair_main, 0);
+    }
+    if (nchecks > 0)
+        check_round(svc, nchecks);
 }
 
 /* refuse_queued - answers every request still queued on the ROUTER with ERROR_UNAVAILABLE, so
@@ -612,24 +801,16 @@ static void forward_replies(struct service *svc, struct worker *w)
             ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
             continue;
         }
-        /* Robustness: a client that went away (EHOSTUNREACH) or stopped reading (EAGAIN at the
-         * high-water mark) loses its reply; the loop never blocks on one peer. */
-        if (zmq_msg_send(&id, svc->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&id);
-            zmq_msg_close(&rep);
-            ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
-            continue;
-        }
-        if (zmq_msg_send(&rep, svc->router, ZMQ_DONTWAIT) < 0) {
-            zmq_msg_close(&rep);
-            ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
-        }
+        /* A worker's own writes are synced before it replies, but what it read may be a
+         * Check round's write still waiting for its sync. */
+        deliver(svc, &id, &rep, 0, false);
     }
 }
 
+/* total_inflight - requests taken and not yet answered: at workers, or waiting for a sync. */
 static size_t total_inflight(const struct service *svc)
 {
-    size_t n = 0;
+    size_t n = svc->nheld;
     for (unsigned i = 0; i < svc->nworkers; i++)
         n += svc->workers[i].inflight;
     return n;
@@ -638,7 +819,7 @@ static size_t total_inflight(const struct service *svc)
 int service_run(struct service *svc, int sigfd,
                 enum service_signal_action (*on_signal)(void *arg, int signo), void *arg)
 {
-    size_t nitems = svc->nworkers + 2;
+    size_t nitems = svc->nworkers + 3;
     zmq_pollitem_t *items = calloc(nitems, sizeof *items);
     bool draining = false;
     uint64_t deadline = 0;
@@ -646,13 +827,18 @@ int service_run(struct service *svc, int sigfd,
 
     if (!items)
         return MXC_ENOMEM;
+    /* 1 is kDisable: RocksDB's per-thread perf counters, which nothing here reads, are not
+     * kept on every Get of the Check rounds. */
+    rocksdb_set_perf_level(1);
     items[0].fd = sigfd;
     items[0].events = ZMQ_POLLIN;
     items[1].socket = svc->router;
     items[1].events = ZMQ_POLLIN;
+    items[2].socket = syncer_socket(svc->syncer);
+    items[2].events = ZMQ_POLLIN;
     for (unsigned i = 0; i < svc->nworkers; i++) {
-        items[i + 2].socket = svc->workers[i].pair_main;
-        items[i + 2].events = ZMQ_POLLIN;
+        items[i + 3].socket = svc->workers[i].pair_main;
+        items[i + 3].events = ZMQ_POLLIN;
     }
     for (;;) {
         long timeout = -1;
@@ -678,8 +864,14 @@ int service_run(struct service *svc, int sigfd,
             rc = MXC_EIO;
             break;
         }
+        if (items[2].revents & ZMQ_POLLIN) {
+            uint64_t gen;
+            bool ok;
+            while (syncer_result(svc->syncer, &gen, &ok) == MXC_OK)
+                release_held(svc, gen, ok);
+        }
         for (unsigned i = 0; i < svc->nworkers; i++)
-            if (items[i + 2].revents & ZMQ_POLLIN)
+            if (items[i + 3].revents & ZMQ_POLLIN)
                 forward_replies(svc, &svc->workers[i]);
         if (items[1].revents & ZMQ_POLLIN)
             read_requests(svc);

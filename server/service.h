@@ -1,18 +1,21 @@
 /* The request loop of mxcached: a ZeroMQ ROUTER socket bound to the configured endpoints, read by
- * the main thread, and a pool of worker threads that handle requests in rounds.
+ * the main thread, a WAL sync thread, and a pool of worker threads for admin requests.
  *
- * The main thread reads whatever requests are waiting (up to server.max_batch), hands them to the
- * least busy worker as one multipart message of (peer identity, request) pairs, and sends back the
- * replies that workers return, also in batches. A worker handles its batch as one round: all
- * requests, one group commit of their writes (WAL synced), then all replies. Every request gets
- * exactly one reply.
+ * The main thread reads whatever requests are waiting (up to server.max_batch). Checks, the
+ * requests every MX sends for every recipient, are decided right there as one round: no hand-over
+ * to another thread and back. The round's writes are committed without waiting for the disk and
+ * the sync thread makes them durable while the main thread goes on; a reply that may depend on a
+ * write not yet synced waits for the sync (pipelined group commit). Other requests (admin, some
+ * of them long scans or a compaction) go to the least busy worker as one multipart message of
+ * (peer identity, request) pairs; a worker handles them as one round with its own synced commit
+ * and returns the replies. Every request gets exactly one reply.
  *
  * Shutdown (service_run returns): the main thread stops reading new requests, waits until every
- * request handed to a worker has been answered (at most server.shutdown_timeout), stops the
- * workers and returns; the caller then closes the store.
+ * request taken has been answered (at most server.shutdown_timeout), stops the threads and
+ * returns; the caller then closes the store.
  *
  * SECURITY: binds the endpoints in the config (loopback and ipc by default). Requests are hostile
- * input; frames are counted and bounded (ZMQ_MAXMSGSIZE) before a worker decodes them. Transport
+ * input; frames are counted and bounded (ZMQ_MAXMSGSIZE) before they are decoded. Transport
  * security (CURVE) will be set on the ROUTER socket in service_bind, the one place sockets are made. */
 #ifndef MXCACHED_SERVICE_H
 #define MXCACHED_SERVICE_H

@@ -30,6 +30,7 @@ static const char *const store_cf_names[STORE_NCF] = {
 };
 
 #define STORE_BLOOM_BITS 10.0   /* bits per key: about 1% false positives on point lookups */
+#define STORE_MEMTABLE_BLOOM_RATIO 0.1 /* of write_buffer_size, for the memtable's filter */
 #define STORE_LOG_FILES_KEEP 10 /* RocksDB's info LOG files kept in the database directory */
 /* BottommostLevelCompaction::kForce; the C API takes the enum as a plain number. */
 #define STORE_BOTTOMMOST_FORCE 2
@@ -43,6 +44,7 @@ struct store {
     rocksdb_readoptions_t *ropt;
     rocksdb_writeoptions_t *wopt;
     rocksdb_writeoptions_t *wopt_lazy; /* never syncs: store_batch_commit_lazy */
+    bool sync;
     uint64_t (*now_ms)(void *arg);
     void *now_arg;
 };
@@ -138,6 +140,11 @@ static rocksdb_options_t *store_base_options(const struct store_options *opt, ro
     if (opt->write_buffer_bytes > 0)
         rocksdb_options_set_write_buffer_size(o, (size_t)opt->write_buffer_bytes);
     rocksdb_options_set_keep_log_file_num(o, STORE_LOG_FILES_KEEP);
+    /* Most greylisting lookups are for keys that do not exist (a new triplet, a client without
+     * an auto-whitelist record): a bloom filter over the memtable answers those without walking
+     * its skip list. */
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(o, STORE_MEMTABLE_BLOOM_RATIO);
+    rocksdb_options_set_memtable_whole_key_filtering(o, 1);
 
     rocksdb_block_based_options_set_block_cache(t, cache);
     /* The table options take ownership of the policy (a shared_ptr inside RocksDB), so it is
@@ -166,6 +173,7 @@ store *store_open(const struct store_options *opt, char *err, size_t errlen)
     }
     st->now_ms = opt->now_ms;
     st->now_arg = opt->now_arg;
+    st->sync = opt->sync;
     st->cache = rocksdb_cache_create_lru((size_t)opt->block_cache_bytes);
     st->filter = rocksdb_compactionfilter_create(st, store_filter_state_free, store_filter, store_filter_name);
     st->ropt = rocksdb_readoptions_create();
@@ -369,6 +377,27 @@ int store_batch_commit(store_batch *b, char *err, size_t errlen)
 int store_batch_commit_lazy(store_batch *b, char *err, size_t errlen)
 {
     return batch_write(b, b ? b->st->wopt_lazy : NULL, err, errlen);
+}
+
+bool store_syncs(const store *st)
+{
+    return st->sync;
+}
+
+int store_sync_wal(store *st, char *err, size_t errlen)
+{
+    char *rerr = NULL;
+
+    if (!st->sync)
+        return MXC_OK;
+    /* FlushWAL(sync) is SyncWAL when RocksDB flushes the WAL itself (no manual_wal_flush): it
+     * fsyncs every WAL file up to the current one, and may run beside writes of other threads. */
+    rocksdb_flush_wal(st->db, 1, &rerr);
+    if (rerr) {
+        store_err(err, errlen, "store: sync", rerr);
+        return MXC_ESTORE;
+    }
+    return MXC_OK;
 }
 
 /* store_keycmp - RocksDB's default (bytewise) order of two keys. */

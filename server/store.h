@@ -6,7 +6,8 @@
  * Writes go through a store_batch (RocksDB WriteBatchWithIndex): a worker collects the writes of
  * all requests of one round in one batch, reads through it (so a request sees the writes of the
  * requests before it in the same round), and commits it once, with the WAL synced when the store
- * was opened with sync. Replies that depend on those writes are sent only after the commit returns.
+ * was opened with sync. Replies that depend on those writes are sent only once they are durable:
+ * after the commit returns, or after a later store_sync_wal (the pipelined commit of Checks).
  *
  * Thread-safety: a store is shared by all workers; store_get, store_scan, store_compact and
  * store_stats may be called from any thread. A store_batch belongs to one thread at a time.
@@ -78,6 +79,14 @@ int store_batch_commit(store_batch *b, char *err, size_t errlen);
  * reach the WAL and survive a crash of the process, not necessarily one of the machine. For
  * rounds whose writes only refresh times and counters, which no reply depends on. */
 int store_batch_commit_lazy(store_batch *b, char *err, size_t errlen);
+
+/* Pipelined group commit: a thread commits lazily and goes on deciding while another thread
+ * makes those writes durable with store_sync_wal; replies that depend on them wait for it.
+ * store_syncs says whether the store was opened with sync (without, there is nothing to wait
+ * for and store_sync_wal does nothing). store_sync_wal fsyncs every write committed before the
+ * call; it may run beside commits of other threads. Returns 0 or MXC_ESTORE with err filled. */
+bool store_syncs(const store *st);
+int store_sync_wal(store *st, char *err, size_t errlen);
 
 /* store_scan - calls fn for each live record of ks whose key starts with prefix (plen may be 0),
  * in key order, starting after start_after (NULL or salen 0: from the first). fn returns 0 to go

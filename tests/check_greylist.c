@@ -30,6 +30,7 @@
 #define KS_AWL MXCACHE__KEYSPACE__KEYSPACE_AWL
 #define T0 1800000000000ull /* 2027-01-15T08:00:00Z */
 #define SEC 1000ull
+#define MIN (60ull * SEC)
 #define DAY (86400ull * SEC)
 
 static char dir[PATH_MAX];
@@ -263,6 +264,22 @@ START_TEST(test_new_early_pass_known)
     ck_assert_uint_eq(g->expires_at_ms, clock_now + 35 * DAY);
     mxcache__greylist_record__free_unpacked(g, NULL);
     ck_assert_uint_eq(awl_passes(ip), 2);
+
+    /* Within the hour after a refresh, a known triplet passes without being rewritten... */
+    clock_now = T0 + 30 * DAY + 59 * MIN;
+    ck_assert_int_eq(decide(ip, s, rc, &r), GREYLIST_KNOWN);
+    g = greylist_record(ip, "unknown", s, rc);
+    ck_assert_uint_eq(g->passes, 2);
+    ck_assert_uint_eq(g->last_seen_ms, T0 + 30 * DAY);
+    mxcache__greylist_record__free_unpacked(g, NULL);
+    /* ... and an hour after it, the next pass refreshes it again. */
+    clock_now = T0 + 30 * DAY + 60 * MIN;
+    ck_assert_int_eq(decide(ip, s, rc, &r), GREYLIST_KNOWN);
+    g = greylist_record(ip, "unknown", s, rc);
+    ck_assert_uint_eq(g->passes, 3);
+    ck_assert_uint_eq(g->last_seen_ms, clock_now);
+    ck_assert_uint_eq(g->expires_at_ms, clock_now + 35 * DAY);
+    mxcache__greylist_record__free_unpacked(g, NULL);
 
     /* The refresh keeps it alive past the first max_age. */
     clock_now = T0 + 60 * DAY;

@@ -720,6 +720,44 @@ START_TEST(test_peek_id)
 }
 END_TEST
 
+START_TEST(test_peek_body)
+{
+    Mxcache__Request r = MXCACHE__REQUEST__INIT;
+    Mxcache__CheckRequest check = MXCACHE__CHECK_REQUEST__INIT;
+    Mxcache__FlushRequest flush = MXCACHE__FLUSH_REQUEST__INIT;
+    uint8_t *buf;
+    size_t len;
+
+    r.version = WIRE_VERSION;
+    r.id = UINT64_MAX;
+    r.body_case = MXCACHE__REQUEST__BODY_CHECK;
+    r.check = &check;
+    buf = pack_request(&r, &len);
+    ck_assert_int_eq(wire_peek_body(buf, len), MXCACHE__REQUEST__BODY_CHECK);
+    ck_assert_int_eq(wire_peek_body(buf, 14), MXCACHE__REQUEST__BODY_CHECK); /* tag seen, cut */
+    free(buf);
+
+    r.body_case = MXCACHE__REQUEST__BODY_FLUSH;
+    r.flush = &flush;
+    buf = pack_request(&r, &len);
+    ck_assert_int_eq(wire_peek_body(buf, len), MXCACHE__REQUEST__BODY_FLUSH);
+    free(buf);
+
+    r.body_case = MXCACHE__REQUEST__BODY__NOT_SET;
+    buf = pack_request(&r, &len);
+    ck_assert_int_eq(wire_peek_body(buf, len), MXCACHE__REQUEST__BODY__NOT_SET);
+    free(buf);
+
+    ck_assert_int_eq(wire_peek_body((const uint8_t *)"", 0), MXCACHE__REQUEST__BODY__NOT_SET);
+    ck_assert_int_eq(wire_peek_body((const uint8_t *)"\xff", 1), MXCACHE__REQUEST__BODY__NOT_SET);
+    /* Field 3 (not a body), field 99 (unknown), a fixed64 where a varint belongs. */
+    ck_assert_int_eq(wire_peek_body((const uint8_t *)"\x1a\x00", 2), MXCACHE__REQUEST__BODY__NOT_SET);
+    ck_assert_int_eq(wire_peek_body((const uint8_t *)"\x9a\x06\x00", 3), MXCACHE__REQUEST__BODY__NOT_SET);
+    ck_assert_int_eq(wire_peek_body((const uint8_t *)"\x09\x01\x02\x03\x04\x05\x06\x07\x08\x52\x00", 11),
+                     MXCACHE__REQUEST__BODY__NOT_SET);
+}
+END_TEST
+
 /* ---- enum names, both ways ---- */
 
 struct name_case {
@@ -893,6 +931,7 @@ static Suite *wire_suite(void)
                         (int)(sizeof scalar_cases / sizeof scalar_cases[0]));
     tcase_add_test(tc, test_scalar_field_record);
     tcase_add_test(tc, test_peek_id);
+    tcase_add_test(tc, test_peek_body);
     tcase_add_loop_test(tc, test_enum_names, 0, (int)(sizeof enum_tables / sizeof enum_tables[0]));
     tcase_add_test(tc, test_enum_parse_keeps_out);
     suite_add_tcase(s, tc);
