@@ -746,13 +746,37 @@ int mxc_pollitems(mxc_client *c, zmq_pollitem_t *items, int max)
     return n;
 }
 
-/* mxc_next_timeout_ms - milliseconds until the earliest deadline, failover or retry. */
+int mxc_fds(mxc_client *c, int *fds, int max)
+{
+    int n;
+
+    if (!c || (!fds && max > 0) || max < 0)
+        return MXC_EINVAL;
+    n = (size_t)max < c->n ? max : (int)c->n;
+    for (int k = 0; k < n; k++) {
+        size_t len = sizeof fds[k];
+        if (zmq_getsockopt(c->socks[k], ZMQ_FD, &fds[k], &len) != 0)
+            return set_error(c, MXC_EIO, "ZMQ_FD: %s", zmq_strerror(errno));
+    }
+    return n;
+}
+
+/* mxc_next_timeout_ms - milliseconds until the earliest deadline, failover or retry; 0 when a
+ * socket already has a reply (or room for an unsent request), since ZMQ_FD only signals what
+ * changes after the last operation on the socket. */
 long mxc_next_timeout_ms(mxc_client *c)
 {
     int64_t now, left;
 
     if (!c || c->inflight == 0)
         return -1;
+    for (size_t k = 0; k < c->n; k++) {
+        int ev = 0;
+        size_t len = sizeof ev;
+        if (zmq_getsockopt(c->socks[k], ZMQ_EVENTS, &ev, &len) == 0 &&
+            ((ev & ZMQ_POLLIN) || (c->unsent > 0 && (ev & ZMQ_POLLOUT))))
+            return 0;
+    }
     now = now_ns();
     if (c->next_due_ns <= now)
         return 0;

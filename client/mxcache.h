@@ -96,8 +96,15 @@ MXC_API int mxc_submit(mxc_client *c, Mxcache__Request *req, int timeout_ms, mxc
  * how many, for the caller's zmq_poll. */
 MXC_API int mxc_pollitems(mxc_client *c, zmq_pollitem_t *items, int max);
 
-/* mxc_next_timeout_ms - how long the caller may sleep before mxc_dispatch has deadlines to act
- * on: -1 when nothing is in flight, else 0 or more. */
+/* mxc_fds - the file descriptors (ZMQ_FD) of the handle's sockets, at most max, for a caller
+ * that waits with epoll or its own event loop instead of zmq_poll: wait until one is readable
+ * (it signals any change, level or edge) or mxc_next_timeout_ms() passes, then mxc_dispatch().
+ * Returns how many, or a negative MXC_E* code. */
+MXC_API int mxc_fds(mxc_client *c, int *fds, int max);
+
+/* mxc_next_timeout_ms - how long the caller may sleep before mxc_dispatch has work: -1 when
+ * nothing is in flight, 0 when a reply is already waiting (ZMQ_FD does not always say so after
+ * a send), else the time to the next deadline. */
 MXC_API long mxc_next_timeout_ms(mxc_client *c);
 
 /* mxc_dispatch - without blocking, receives every reply waiting on the handle's sockets, runs

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -40,6 +41,13 @@
 #include "wire.h"
 
 struct conn;
+
+/* What an epoll event is about: its data.ptr points at one of these. */
+enum src_kind { SRC_SIGNAL, SRC_LISTENER, SRC_SERVICE, SRC_CONN };
+struct evsrc {
+    enum src_kind kind;
+    void *ptr; /* the listener or the conn */
+};
 
 struct slot {
     struct slot *next;
@@ -56,6 +64,9 @@ struct conn {
     uint64_t serial;
     int rfd, wfd;             /* the same socket, or stdin and stdout */
     bool is_socket;
+    struct evsrc src;
+    uint32_t ev_r, ev_w;      /* epoll interest registered for rfd and, when apart, wfd */
+    bool always_r, always_w;  /* not pollable (a regular file): tried on every round */
     bool eof;                 /* nothing more will be read (the peer's EOF, or stopping) */
     bool peer_eof;            /* the peer closed its side */
     bool closing;             /* closed; freed at the end of the round */
@@ -82,9 +93,10 @@ struct policy_server {
     struct conn **conns;
     size_t nconns, maxconns;
     uint64_t next_serial;
-    zmq_pollitem_t *items;
-    struct conn **item_conn;  /* the conn of each poll item, NULL for the others */
-    size_t maxitems;
+    int epfd;
+    struct epoll_event *events;
+    struct evsrc sig_src, svc_src, *ls_src;
+    bool listening;           /* the listeners are in the epoll set */
     bool stopping;
     int64_t stop_deadline_ms;
     int64_t accept_pause_until_ms;
@@ -143,6 +155,70 @@ static void answer_fallback(struct policy_server *s, struct slot *sl)
     sl->done = true;
     if (sl->conn) /* an orphan's answer reaches nobody */
         s->st.fallbacks++;
+}
+
+/* ---- the epoll set ---- */
+
+/* watch - adds (EPOLL_CTL_ADD), changes or removes fd's interest; 0 or -1 with errno. */
+static int watch(struct policy_server *s, int op, int fd, uint32_t events, struct evsrc *src)
+{
+    struct epoll_event ev = {.events = events, .data.ptr = src};
+    return epoll_ctl(s->epfd, op, fd, &ev);
+}
+
+/* watch_fd - sets fd's interest to want: an fd is in the epoll set only while something is
+ * wanted, so that a hangup or error it reports is always about what this side waits for. */
+static void watch_fd(struct policy_server *s, struct conn *c, int fd, uint32_t want, uint32_t *cur,
+                     bool always)
+{
+    if (always) {
+        *cur = want; /* not pollable: the loop tries it while this says so */
+        return;
+    }
+    if (want == *cur)
+        return;
+    int op = *cur == 0 ? EPOLL_CTL_ADD : want == 0 ? EPOLL_CTL_DEL : EPOLL_CTL_MOD;
+    if (watch(s, op, fd, want, &c->src) == 0)
+        *cur = want;
+}
+
+/* conn_watch - makes the epoll interest of c what it wants now: input while its pipeline and
+ * output buffer have room, output while answers wait to be sent. */
+static void conn_watch(struct policy_server *s, struct conn *c)
+{
+    bool want_in = !c->eof && !s->stopping && c->nslots < POLICY_MAX_PIPELINE &&
+                   c->inlen < sizeof c->in && c->outlen - c->outoff < POLICY_CONN_OUT_MAX;
+    uint32_t r = want_in ? EPOLLIN : 0, w = c->outlen > c->outoff ? EPOLLOUT : 0;
+
+    if (c->closing)
+        return;
+    if (c->rfd == c->wfd) {
+        watch_fd(s, c, c->rfd, r | w, &c->ev_r, c->always_r);
+        return;
+    }
+    watch_fd(s, c, c->rfd, r, &c->ev_r, c->always_r);
+    watch_fd(s, c, c->wfd, w, &c->ev_w, c->always_w);
+}
+
+/* conn_register - checks whether c's fds can be polled; a regular file (EPERM) cannot and is
+ * tried on every round instead. conn_watch then adds them as needed. Returns 0 or -1. */
+static int conn_register(struct policy_server *s, struct conn *c)
+{
+    int fds[2] = {c->rfd, c->wfd};
+    bool *always[2] = {&c->always_r, &c->always_w};
+
+    c->src = (struct evsrc){.kind = SRC_CONN, .ptr = c};
+    for (int i = 0; i < (c->rfd == c->wfd ? 1 : 2); i++) {
+        if (watch(s, EPOLL_CTL_ADD, fds[i], 0, &c->src) != 0) {
+            if (errno != EPERM)
+                return -1;
+            *always[i] = true;
+        } else {
+            watch(s, EPOLL_CTL_DEL, fds[i], 0, NULL);
+        }
+    }
+    conn_watch(s, c);
+    return 0;
 }
 
 /* ---- connections ---- */
@@ -403,7 +479,8 @@ static void conn_read(struct policy_server *s, struct conn *c)
     conn_process(s, c);
 }
 
-/* conn_new - a connection on rfd/wfd; NULL when out of memory (the fds are then not closed). */
+/* conn_new - a connection on rfd/wfd; NULL when out of memory or when the fds cannot be
+ * watched (they are then not closed). */
 static struct conn *conn_new(struct policy_server *s, int rfd, int wfd, bool is_socket,
                              const char *peer)
 {
@@ -422,6 +499,11 @@ static struct conn *conn_new(struct policy_server *s, int rfd, int wfd, bool is_
     c->is_socket = is_socket;
     c->last_ms = now_ms();
     snprintf(c->peer, sizeof c->peer, "%s", peer);
+    if (conn_register(s, c) != 0) {
+        policy_parser_destroy(c->parser);
+        free(c);
+        return NULL;
+    }
     s->conns[s->nconns++] = c;
     s->st.connections++;
     return c;
@@ -437,9 +519,16 @@ static void conn_close(struct policy_server *s, struct conn *c, int prio, const 
         log_msg(prio, "CLOSE", "conn=%llu peer=%s reason=%s requests=%llu",
                    (unsigned long long)c->serial, c->peer, reason, (unsigned long long)c->requests);
     c->closing = true;
+    /* Explicitly: epoll forgets an fd only when every fd of its file is closed, and stdin and
+     * stdout may share one with stderr. */
+    if (c->ev_r && !c->always_r)
+        watch(s, EPOLL_CTL_DEL, c->rfd, 0, NULL);
     close(c->rfd);
-    if (c->wfd != c->rfd)
+    if (c->wfd != c->rfd) {
+        if (c->ev_w && !c->always_w)
+            watch(s, EPOLL_CTL_DEL, c->wfd, 0, NULL);
         close(c->wfd);
+    }
     while (c->head) {
         struct slot *sl = c->head;
         c->head = sl->next;
@@ -450,7 +539,6 @@ static void conn_close(struct policy_server *s, struct conn *c, int prio, const 
     }
     c->tail = NULL;
     c->nslots = 0;
-    (void)s;
 }
 
 /* reap_conns - frees the connections closed during this round. */
@@ -542,9 +630,20 @@ static void do_accept(struct policy_server *s, struct policy_listener *l)
     }
 }
 
+/* set_listening - puts the listeners into the epoll set, or takes them out (accepting paused). */
+static void set_listening(struct policy_server *s, bool on)
+{
+    if (on == s->listening)
+        return;
+    for (size_t i = 0; i < s->nls; i++)
+        watch(s, on ? EPOLL_CTL_ADD : EPOLL_CTL_DEL, s->ls[i].fd, EPOLLIN, &s->ls_src[i]);
+    s->listening = on;
+}
+
 /* stop_listening - closes the listeners (and removes unix socket files). */
 static void stop_listening(struct policy_server *s)
 {
+    set_listening(s, false);
     policy_listeners_close(s->ls, s->nls);
     s->ls = NULL;
     s->nls = 0;
@@ -637,16 +736,25 @@ policy_server *policy_server_create(const struct policy_conf *conf, struct polic
     s->limits.max_request = (size_t)conf->max_request;
     s->limits.max_attributes = (unsigned)conf->max_attributes;
     s->maxconns = s->stdio ? 1 : (size_t)conf->max_connections;
-    s->maxitems = 1 + nls + MXC_MAX_ENDPOINTS + 2 * s->maxconns;
     s->mx_name = strdup(mx_name ? mx_name : "");
     s->conns = calloc(s->maxconns, sizeof *s->conns);
-    s->items = calloc(s->maxitems, sizeof *s->items);
-    s->item_conn = calloc(s->maxitems, sizeof *s->item_conn);
-    if (!s->mx_name || !s->conns || !s->items || !s->item_conn) {
+    s->events = calloc(POLICY_EPOLL_EVENTS, sizeof *s->events);
+    s->ls_src = calloc(nls ? nls : 1, sizeof *s->ls_src);
+    s->epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (!s->mx_name || !s->conns || !s->events || !s->ls_src) {
         snprintf(err, errlen, "out of memory");
         policy_server_destroy(s);
         return NULL;
     }
+    if (s->epfd < 0) {
+        snprintf(err, errlen, "epoll_create1: %s", strerror(errno));
+        policy_server_destroy(s);
+        return NULL;
+    }
+    s->sig_src.kind = SRC_SIGNAL;
+    s->svc_src.kind = SRC_SERVICE;
+    for (size_t i = 0; i < nls; i++)
+        s->ls_src[i] = (struct evsrc){.kind = SRC_LISTENER, .ptr = &ls[i]};
 
     mxc_options_init(&o);
     o.timeout_ms = (int)conf->timeout;
@@ -657,6 +765,20 @@ policy_server *policy_server_create(const struct policy_conf *conf, struct polic
     s->mxc = mxc_client_create((const char *const *)conf->endpoints.items, conf->endpoints.n, &o,
                                err, errlen);
     if (!s->mxc) {
+        policy_server_destroy(s);
+        return NULL;
+    }
+    int fds[MXC_MAX_ENDPOINTS];
+    int nfds = mxc_fds(s->mxc, fds, MXC_MAX_ENDPOINTS);
+    for (int i = 0; i < nfds; i++) {
+        if (watch(s, EPOLL_CTL_ADD, fds[i], EPOLLIN, &s->svc_src) != 0) {
+            snprintf(err, errlen, "epoll_ctl: %s", strerror(errno));
+            policy_server_destroy(s);
+            return NULL;
+        }
+    }
+    if (nfds < 0) {
+        snprintf(err, errlen, "%s", mxc_client_error(s->mxc));
         policy_server_destroy(s);
         return NULL;
     }
@@ -674,15 +796,30 @@ policy_server *policy_server_create(const struct policy_conf *conf, struct polic
     return s;
 }
 
+/* handle_conn_event - what epoll said about one of c's fds (registered only while wanted). */
+static void handle_conn_event(struct policy_server *s, struct conn *c, uint32_t ev)
+{
+    if (!c->closing && (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) && c->outlen > c->outoff)
+        conn_flush(s, c); /* an error shows as a failed send, and closes */
+    if (!c->closing && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP)) && (c->ev_r & EPOLLIN))
+        conn_read(s, c);  /* reads data, the EOF, or the error */
+}
+
 int policy_server_run(policy_server *s, int sigfd)
 {
     int rc = MXC_OK;
 
+    if (sigfd >= 0 && watch(s, EPOLL_CTL_ADD, sigfd, EPOLLIN, &s->sig_src) != 0) {
+        log_msg(LOG_ERR, "FATAL", "error=\"epoll_ctl: %s\"", strerror(errno));
+        return MXC_EIO;
+    }
     for (;;) {
         int64_t now = now_ms();
         long timeout = -1;
-        int n = 0, first_mxc, nmxc;
 
+        /* Replies that arrived while the last round was busy: ZeroMQ's fd may not say so. */
+        if (mxc_dispatch(s->mxc) < 0)
+            log_msg(LOG_ERR, "SERVICE_ERROR", "reason=\"%s\"", mxc_client_error(s->mxc));
         /* Input left over while a pipeline was full: go on with it now that there may be room. */
         for (size_t i = 0; i < s->nconns; i++)
             if (!s->conns[i]->closing && s->conns[i]->inlen > 0 && !s->stopping)
@@ -715,83 +852,58 @@ int policy_server_run(policy_server *s, int sigfd)
         } else if (s->stdio && s->nconns == 0) {
             break; /* the one connection has ended */
         }
-        /* Idle connections go before the poll set is built, so it holds no closed fd. */
         timeout = min_timeout(timeout, check_idle(s, now));
         reap_conns(s);
 
-        if (sigfd >= 0) {
-            s->items[n] = (zmq_pollitem_t){.socket = NULL, .fd = sigfd, .events = ZMQ_POLLIN};
-            s->item_conn[n++] = NULL;
-        }
-        size_t first_listener = (size_t)n;
         bool accepting = !s->stopping && now >= s->accept_pause_until_ms;
+        if (s->ls)
+            set_listening(s, accepting);
         if (!accepting && !s->stopping)
             timeout = min_timeout(timeout, (long)(s->accept_pause_until_ms - now));
-        for (size_t i = 0; accepting && i < s->nls; i++) {
-            s->items[n] = (zmq_pollitem_t){.socket = NULL, .fd = s->ls[i].fd, .events = ZMQ_POLLIN};
-            s->item_conn[n++] = NULL;
-        }
-        size_t nlisten = (size_t)n - first_listener;
-        first_mxc = n;
-        nmxc = mxc_pollitems(s->mxc, &s->items[n], MXC_MAX_ENDPOINTS);
-        if (nmxc < 0)
-            nmxc = 0;
-        for (int i = 0; i < nmxc; i++)
-            s->item_conn[n++] = NULL;
         for (size_t i = 0; i < s->nconns; i++) {
             struct conn *c = s->conns[i];
-            bool want_in = !c->eof && !s->stopping && c->nslots < POLICY_MAX_PIPELINE &&
-                           c->inlen < sizeof c->in && c->outlen - c->outoff < POLICY_CONN_OUT_MAX;
-            bool want_out = c->outlen > c->outoff;
-            if (c->rfd == c->wfd) {
-                if (!want_in && !want_out)
-                    continue;
-                s->items[n] = (zmq_pollitem_t){.socket = NULL, .fd = c->rfd,
-                                               .events = (short)((want_in ? ZMQ_POLLIN : 0) |
-                                                                 (want_out ? ZMQ_POLLOUT : 0))};
-                s->item_conn[n++] = c;
-            } else {
-                if (want_in) {
-                    s->items[n] = (zmq_pollitem_t){.socket = NULL, .fd = c->rfd, .events = ZMQ_POLLIN};
-                    s->item_conn[n++] = c;
-                }
-                if (want_out) {
-                    s->items[n] = (zmq_pollitem_t){.socket = NULL, .fd = c->wfd, .events = ZMQ_POLLOUT};
-                    s->item_conn[n++] = c;
-                }
-            }
+            conn_watch(s, c);
+            if ((c->always_r && c->ev_r) || (c->always_w && c->ev_w))
+                timeout = 0;
         }
         timeout = min_timeout(timeout, mxc_next_timeout_ms(s->mxc));
 
-        if (zmq_poll(s->items, n, timeout) < 0) {
+        int n = epoll_wait(s->epfd, s->events, POLICY_EPOLL_EVENTS, (int)timeout);
+        if (n < 0) {
             if (errno == EINTR)
                 continue;
-            log_msg(LOG_ERR, "FATAL", "error=\"zmq_poll: %s\"", zmq_strerror(errno));
+            log_msg(LOG_ERR, "FATAL", "error=\"epoll_wait: %s\"", strerror(errno));
             rc = MXC_EIO;
             break;
         }
-
-        if (sigfd >= 0 && (s->items[0].revents & ZMQ_POLLIN))
-            read_signal(s, sigfd);
-        for (size_t i = 0; i < nlisten && s->ls; i++)
-            if (s->items[first_listener + i].revents & (ZMQ_POLLIN | ZMQ_POLLERR))
-                do_accept(s, &s->ls[i]);
         /* Replies first: they free pipeline room and are what Postfix waits for. */
         if (mxc_dispatch(s->mxc) < 0)
             log_msg(LOG_ERR, "SERVICE_ERROR", "reason=\"%s\"", mxc_client_error(s->mxc));
-        for (int i = first_mxc + nmxc; i < n; i++) {
-            struct conn *c = s->item_conn[i];
-            short re = s->items[i].revents;
-            if (!c || c->closing || !re)
-                continue;
-            if ((re & ZMQ_POLLOUT) || ((re & ZMQ_POLLERR) && s->items[i].fd == c->wfd &&
-                                       !(s->items[i].events & ZMQ_POLLIN)))
+        for (int i = 0; i < n; i++) {
+            struct evsrc *src = s->events[i].data.ptr;
+            uint32_t ev = s->events[i].events;
+            switch (src->kind) {
+            case SRC_SIGNAL: read_signal(s, sigfd); break;
+            case SRC_LISTENER:
+                if (s->ls)
+                    do_accept(s, src->ptr);
+                break;
+            case SRC_SERVICE: break; /* mxc_dispatch above */
+            case SRC_CONN: handle_conn_event(s, src->ptr, ev); break;
+            }
+        }
+        /* Regular files cannot be polled: they are simply tried. */
+        for (size_t i = 0; i < s->nconns; i++) {
+            struct conn *c = s->conns[i];
+            if (c->always_w && !c->closing && c->ev_w)
                 conn_flush(s, c);
-            if (!c->closing && (re & (ZMQ_POLLIN | ZMQ_POLLERR)) && (s->items[i].events & ZMQ_POLLIN))
+            if (c->always_r && !c->closing && (c->ev_r & EPOLLIN))
                 conn_read(s, c);
         }
         reap_conns(s);
     }
+    if (sigfd >= 0)
+        watch(s, EPOLL_CTL_DEL, sigfd, 0, NULL);
     return rc;
 }
 
@@ -811,8 +923,10 @@ void policy_server_destroy(policy_server *s)
     mxc_client_destroy(s->mxc);
     stop_listening(s);
     free(s->conns);
-    free(s->items);
-    free(s->item_conn);
+    free(s->events);
+    free(s->ls_src);
+    if (s->epfd >= 0)
+        close(s->epfd);
     free(s->mx_name);
     free(s);
 }

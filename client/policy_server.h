@@ -22,6 +22,7 @@
 #define POLICY_CONN_IN_MAX 4096         /* bytes read from a connection at a time */
 #define POLICY_CONN_OUT_MAX 65536       /* unsent answer bytes before we stop reading requests */
 #define POLICY_ACCEPT_BATCH 64          /* connections accepted per listener per round */
+#define POLICY_EPOLL_EVENTS 256         /* events taken from epoll per round */
 #define POLICY_ACCEPT_PAUSE_MS 100      /* pause of accept() after EMFILE and the like */
 #define POLICY_REFUSED_LOG_MS 1000      /* at most one REFUSED line per this interval */
 

@@ -40,6 +40,8 @@
       "RocksDB directory (relative paths are relative to the working directory)")                \
     X("store", "sync", BOOL, store_sync, "true", 0, 0, NULL, 0,                                    \
       "fsync the write-ahead log before answering a request that wrote")                         \
+    X("store", "sync_interval", DURATION, store_sync_interval, "1ms", 0, 100, NULL, 0,             \
+      "least time between two WAL syncs (one fsync serves every write of it); 0: at once")       \
     X("store", "block_cache_size", SIZE, store_block_cache_size, "64M", 1048576, 1099511627776ll,  \
       NULL, 0, "RocksDB block cache shared by all keyspaces")                                     \
     X("store", "write_buffer_size", SIZE, store_write_buffer_size, "16M", 65536, 1073741824, NULL, \

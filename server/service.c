@@ -268,6 +268,10 @@ static void *worker_main(void *arg)
     struct round r = {0};
     bool stop = false;
     int rc = 0;
+    char name[16];
+
+    snprintf(name, sizeof name, "mxcached-w%u", w->index); /* for top -H and perf */
+    pthread_setname_np(pthread_self(), name);
 
     while (!stop) {
         r.n = 0;
@@ -415,7 +419,7 @@ struct service *service_create(struct policy *pol, store *st, struct whitelist *
         service_destroy(svc);
         return NULL;
     }
-    if (!(svc->syncer = syncer_create(svc->zctx, st, err, errlen))) {
+    if (!(svc->syncer = syncer_create(svc->zctx, st, cfg->store_sync_interval * 1000, err, errlen))) {
         service_destroy(svc);
         return NULL;
     }

@@ -16,6 +16,7 @@
 
 struct syncer {
     store *st;
+    uint64_t interval_us;
     void *pair_main;   /* the creating thread's end */
     void *pair_sync;   /* the sync thread's end */
     pthread_t thread;
@@ -30,22 +31,25 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* take_request - the highest generation asked for: waits for one request, then takes every other
- * one already queued, so that one sync serves them all. 0 means stop (or a broken socket). */
-static uint64_t take_request(struct syncer *s)
+#define SYNC_STOP UINT64_MAX
+
+/* take_requests - the highest generation among the queued requests, so that one sync serves
+ * them all; with wait, waits for the first. 0: none was queued; SYNC_STOP: the stop message
+ * (or a broken socket). */
+static uint64_t take_requests(struct syncer *s, bool wait)
 {
     uint64_t gen = 0, g;
-    int flags = 0;
+    int flags = wait ? 0 : ZMQ_DONTWAIT;
 
     for (;;) {
         int n = zmq_recv(s->pair_sync, &g, sizeof g, flags);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
-            return errno == EAGAIN ? gen : 0;
+            return errno == EAGAIN ? gen : SYNC_STOP;
         }
         if (n != (int)sizeof g)
-            return 0;
+            return SYNC_STOP;
         if (g > gen)
             gen = g;
         flags = ZMQ_DONTWAIT;
@@ -55,11 +59,28 @@ static uint64_t take_request(struct syncer *s)
 static void *sync_main(void *arg)
 {
     struct syncer *s = arg;
-    uint64_t gen;
+    uint64_t gen, last = 0;
 
-    while ((gen = take_request(s)) != 0) {
+    pthread_setname_np(pthread_self(), "mxcached-sync"); /* for top -H and perf */
+    while ((gen = take_requests(s, true)) != SYNC_STOP) {
         char err[256], msg[sizeof gen + 1];
         uint64_t t0 = mono_us();
+
+        /* Pacing: under load a sync starts no sooner than the interval after the last one, and
+         * every write that comes meanwhile rides along, so one fsync (costly on a virtual disk)
+         * serves many; when idle, the last sync is long past and nothing waits. */
+        if (last != 0 && t0 - last < s->interval_us) {
+            uint64_t left = s->interval_us - (t0 - last), more;
+            struct timespec ts = {.tv_sec = (time_t)(left / 1000000), .tv_nsec = (long)(left % 1000000) * 1000};
+            while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+                ;
+            if ((more = take_requests(s, false)) == SYNC_STOP)
+                break;
+            if (more > gen)
+                gen = more;
+            t0 = mono_us();
+        }
+        last = t0;
         int rc = store_sync_wal(s->st, err, sizeof err);
 
         ctr_add(&s->ctr, CTR_WAL_SYNCS, 1);
@@ -76,7 +97,7 @@ static void *sync_main(void *arg)
     return NULL;
 }
 
-struct syncer *syncer_create(void *zctx, store *st, char *err, size_t errlen)
+struct syncer *syncer_create(void *zctx, store *st, uint64_t interval_us, char *err, size_t errlen)
 {
     struct syncer *s = calloc(1, sizeof *s);
     char ep[64];
@@ -87,6 +108,7 @@ struct syncer *syncer_create(void *zctx, store *st, char *err, size_t errlen)
         return NULL;
     }
     s->st = st;
+    s->interval_us = interval_us;
     snprintf(ep, sizeof ep, "inproc://syncer-%p", (void *)s);
     s->pair_main = zmq_socket(zctx, ZMQ_PAIR);
     s->pair_sync = zmq_socket(zctx, ZMQ_PAIR);

@@ -2,8 +2,9 @@
  *
  * The main thread commits a round's writes without waiting for the disk and asks for a sync,
  * labelled with a generation number that grows by one per request; while the disk syncs, the
- * main thread goes on deciding the next rounds. Requests that queue up during a sync are served
- * by one sync, so under load one fsync covers many rounds. The thread reports each finished sync
+ * main thread goes on deciding the next rounds. Requests that queue up during a sync, or during
+ * the pause that keeps syncs store.sync_interval apart, are served by one sync, so under load
+ * one fsync covers many rounds. The thread reports each finished sync
  * with the highest generation it covers; replies that depend on writes up to that generation
  * may then leave.
  *
@@ -22,8 +23,9 @@
 struct syncer;
 
 /* syncer_create - starts the thread; st is borrowed and must outlive the syncer, zctx is the
- * ZeroMQ context of the caller's inproc sockets. NULL with a message in err on failure. */
-struct syncer *syncer_create(void *zctx, store *st, char *err, size_t errlen);
+ * ZeroMQ context of the caller's inproc sockets. Two syncs start at least interval_us apart
+ * (store.sync_interval). NULL with a message in err on failure. */
+struct syncer *syncer_create(void *zctx, store *st, uint64_t interval_us, char *err, size_t errlen);
 
 /* syncer_destroy - lets a running sync finish, stops and joins the thread. NULL-safe. */
 void syncer_destroy(struct syncer *s);
