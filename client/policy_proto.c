@@ -229,6 +229,18 @@ static enum policy_status line_done(policy_parser *p)
     return POLICY_MORE;
 }
 
+/* stop_byte - the bytes that end the scan of a line: LF, and the bytes refused anywhere.
+ * Security: NUL would cut a value short, other controls could forge log or reply lines. TAB is
+ * harmless; CR is legal only right before LF (checked in line_done). Bytes above 0x7f are
+ * allowed: SMTPUTF8 addresses are UTF-8. A table, since every byte of every request passes. */
+static const bool stop_byte[256] = {
+    [0x00] = 1, [0x01] = 1, [0x02] = 1, [0x03] = 1, [0x04] = 1, [0x05] = 1, [0x06] = 1,
+    [0x07] = 1, [0x08] = 1, ['\n'] = 1, [0x0b] = 1, [0x0c] = 1, [0x0e] = 1, [0x0f] = 1,
+    [0x10] = 1, [0x11] = 1, [0x12] = 1, [0x13] = 1, [0x14] = 1, [0x15] = 1, [0x16] = 1,
+    [0x17] = 1, [0x18] = 1, [0x19] = 1, [0x1a] = 1, [0x1b] = 1, [0x1c] = 1, [0x1d] = 1,
+    [0x1e] = 1, [0x1f] = 1, [0x7f] = 1,
+};
+
 /* policy_parser_feed - see policy_proto.h. */
 enum policy_status policy_parser_feed(policy_parser *p, const char *buf, size_t len, size_t *used)
 {
@@ -250,17 +262,12 @@ enum policy_status policy_parser_feed(policy_parser *p, const char *buf, size_t 
         /* Room for max_line bytes plus a CR that may precede the LF. */
         size_t line_room = p->lim.max_line + 1 - p->linelen;
         size_t n = len - i < req_room ? len - i : req_room;
-        size_t k = 0;
+        size_t k = 0, stop = n < line_room ? n : line_room;
         unsigned char c = 0;
-        for (; k < n; k++) {
+        while (k < stop && !stop_byte[(unsigned char)buf[i + k]])
+            k++;
+        if (k < n)
             c = (unsigned char)buf[i + k];
-            /* Security: NUL would cut a value short, other controls could forge log or reply
-             * lines. TAB is harmless; CR is legal only right before LF (checked in line_done).
-             * Bytes above 0x7f are allowed: SMTPUTF8 addresses are UTF-8. */
-            if (c == '\n' || c == 0 || (c < 0x20 && c != '\t' && c != '\r') || c == 0x7f ||
-                k == line_room)
-                break;
-        }
         memcpy(p->line + p->linelen, buf + i, k); /* k <= line_room: it fits */
         p->linelen += k;
         p->reqbytes += k;

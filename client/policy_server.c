@@ -817,9 +817,6 @@ int policy_server_run(policy_server *s, int sigfd)
         int64_t now = now_ms();
         long timeout = -1;
 
-        /* Replies that arrived while the last round was busy: ZeroMQ's fd may not say so. */
-        if (mxc_dispatch(s->mxc) < 0)
-            log_msg(LOG_ERR, "SERVICE_ERROR", "reason=\"%s\"", mxc_client_error(s->mxc));
         /* Input left over while a pipeline was full: go on with it now that there may be room. */
         for (size_t i = 0; i < s->nconns; i++)
             if (!s->conns[i]->closing && s->conns[i]->inlen > 0 && !s->stopping)
@@ -866,6 +863,7 @@ int policy_server_run(policy_server *s, int sigfd)
             if ((c->always_r && c->ev_r) || (c->always_w && c->ev_w))
                 timeout = 0;
         }
+        /* 0 when a reply came in while this round was busy, which ZMQ_FD may not signal. */
         timeout = min_timeout(timeout, mxc_next_timeout_ms(s->mxc));
 
         int n = epoll_wait(s->epfd, s->events, POLICY_EPOLL_EVENTS, (int)timeout);
