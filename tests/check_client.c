@@ -12,6 +12,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
+#include <sys/epoll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -377,6 +378,33 @@ static void run_until(mxc_client *c, const int *done, int want)
     ck_assert_int_eq(*done, want);
 }
 
+/* run_until_epoll - the same with epoll on mxc_fds, edge-triggered: the strictest reading of
+ * ZMQ_FD, so a reply that arrives without a new edge would hang here (bounded) if
+ * mxc_next_timeout_ms did not report it. */
+static void run_until_epoll(mxc_client *c, const int *done, int want)
+{
+    int fds[MXC_MAX_ENDPOINTS], ep = epoll_create1(EPOLL_CLOEXEC);
+    int n = mxc_fds(c, fds, MXC_MAX_ENDPOINTS);
+    int64_t end = mono_ms() + LOOP_MAX_MS;
+
+    ck_assert_int_ge(ep, 0);
+    ck_assert_int_ge(n, 1);
+    for (int i = 0; i < n; i++) {
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLET, .data.u32 = (uint32_t)i};
+        ck_assert_int_eq(epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &ev), 0);
+    }
+    while (*done < want && mono_ms() < end) {
+        struct epoll_event evs[MXC_MAX_ENDPOINTS];
+        long t = mxc_next_timeout_ms(c);
+        if (t < 0 || t > 100)
+            t = 100;
+        epoll_wait(ep, evs, MXC_MAX_ENDPOINTS, (int)t);
+        ck_assert_int_ge(mxc_dispatch(c), 0);
+    }
+    close(ep);
+    ck_assert_int_eq(*done, want);
+}
+
 /* ---- tests ---- */
 
 START_TEST(test_options_defaults)
@@ -513,6 +541,13 @@ START_TEST(test_handle_bad_args)
     ck_assert_int_eq(mxc_pollitems(c, NULL, 2), MXC_EINVAL);
     ck_assert_int_eq(mxc_pollitems(c, items, 2), 1);
     ck_assert_int_eq(items[0].events, ZMQ_POLLIN);
+    int fds[2] = {-1, -1};
+    ck_assert_int_eq(mxc_fds(NULL, fds, 2), MXC_EINVAL);
+    ck_assert_int_eq(mxc_fds(c, NULL, 2), MXC_EINVAL);
+    ck_assert_int_eq(mxc_fds(c, fds, -1), MXC_EINVAL);
+    ck_assert_int_eq(mxc_fds(c, fds, 2), 1);
+    ck_assert_int_ge(fds[0], 0);
+    ck_assert_int_eq(fds[1], -1);
     ck_assert_int_eq(mxc_dispatch(NULL), MXC_EINVAL);
     ck_assert_int_eq(mxc_dispatch(c), 0);
     ck_assert_int_eq(mxc_next_timeout_ms(c), -1);
@@ -722,6 +757,41 @@ START_TEST(test_many_reverse)
     }
     ck_assert_int_eq(mxc_inflight(c), 0);
     ck_assert_int_eq(atomic_load(&r->received), MANY);
+    mxc_client_destroy(c);
+    resp_stop(r);
+    free(recs);
+}
+END_TEST
+
+/* Many requests answered in one burst, waited for with epoll (edge-triggered) on mxc_fds. */
+START_TEST(test_epoll_loop)
+{
+    struct responder *r = resp_start(RESP_REVERSE, "tcp://127.0.0.1:*");
+    const char *eps[1] = {r->endpoint};
+    struct mxc_options o;
+    struct cb_rec *recs = calloc(MANY, sizeof(*recs));
+    Mxcache__Request req;
+    Mxcache__CheckRequest chk;
+    mxc_client *c;
+    int done = 0;
+
+    ck_assert_ptr_nonnull(recs);
+    r->batch = MANY;
+    resp_run(r);
+    mxc_options_init(&o);
+    o.timeout_ms = 15000;
+    c = client_for(eps, 1, &o);
+    for (int i = 0; i < MANY; i++) {
+        snprintf(recs[i].rcpt, sizeof(recs[i].rcpt), "rcpt%d@example.com", i);
+        recs[i].done = &done;
+        make_check(&req, &chk, recs[i].rcpt);
+        ck_assert_int_eq(mxc_submit(c, &req, 0, record_cb, &recs[i], &recs[i].id), MXC_OK);
+    }
+    run_until_epoll(c, &done, MANY);
+    for (int i = 0; i < MANY; i++) {
+        ck_assert_int_eq(recs[i].status, MXC_OK);
+        ck_assert_msg(recs[i].matched, "request %d got another request's reply", i);
+    }
     mxc_client_destroy(c);
     resp_stop(r);
     free(recs);
@@ -1050,6 +1120,7 @@ static Suite *client_suite(void)
     tcase_add_test(net, test_failover_dead_live);
     tcase_add_test(net, test_failover_silent_live);
     tcase_add_test(net, test_many_reverse);
+    tcase_add_test(net, test_epoll_loop);
     tcase_add_test(net, test_late_reply_dropped);
     tcase_add_test(net, test_bad_replies_dropped);
     tcase_add_test(net, test_error_reply);

@@ -1,0 +1,2 @@
+/* probe - see probe.h. (Being written.) */
+#include "probe.h"

@@ -1,0 +1,5 @@
+/* mxtest-smtpd - placeholder. */
+int main(void)
+{
+    return 0;
+}
