@@ -73,6 +73,11 @@ struct handler *handler_create(const struct handler_env *env, struct counters *c
     return h;
 }
 
+void handler_watch(struct handler *h, store_watch_fn fn, void *arg)
+{
+    store_batch_watch(h->batch, fn, arg);
+}
+
 void handler_destroy(struct handler *h)
 {
     if (!h)
@@ -243,7 +248,7 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
          * on disk before this reply. Refreshes of known triplets and counters need not wait
          * for an fsync (a crash may lose the last of them, never a decision). */
         if (gr.rule == GREYLIST_NEW || gr.rule == GREYLIST_PASS)
-            h->durable = true;
+            h->durable = out->durable = true;
         if (gr.rule != GREYLIST_SKIPPED) {
             cr.rule = (char *)greylist_rule_name(gr.rule);
             cr.fact_age_ms = gr.fact_age_ms;

@@ -34,12 +34,15 @@ struct handler_env {
 };
 
 /* One packed reply; buf is malloc'd and owned by whoever holds the struct. A deferred reply has
- * no buf yet: it comes later from handler_run_deferred. */
+ * no buf yet: it comes later from handler_run_deferred. durable: the request made a write that
+ * decides what later requests are told (a new triplet, a pass), so its reply may only leave once
+ * that write is durable. */
 struct handler_reply {
     uint8_t *buf;
     size_t len;
     uint64_t id;
     bool deferred;
+    bool durable;
 };
 
 struct handler;
@@ -48,6 +51,10 @@ struct handler;
  * (borrowed). NULL when out of memory. */
 struct handler *handler_create(const struct handler_env *env, struct counters *ctr);
 void handler_destroy(struct handler *h); /* NULL-safe */
+
+/* handler_watch - fn is told of every key the handler's requests read and write in the store
+ * (store_batch_watch); for the main thread's per-reply sync tracking. */
+void handler_watch(struct handler *h, store_watch_fn fn, void *arg);
 
 /* handler_begin - starts a round that decides with pol (borrowed until the round's last
  * handler_run_deferred or handler_commit). */

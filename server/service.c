@@ -19,6 +19,7 @@
 #include "log.h"
 #include "mxc_err.h"
 #include "syncer.h"
+#include "unsynced.h"
 #include "wire.h"
 
 /* ZeroMQ drops a connection whose message exceeds ZMQ_MAXMSGSIZE without a word to the peer, so
@@ -68,6 +69,12 @@ struct service {
     struct syncer *syncer;
     struct handler_reply *check_replies; /* max_batch */
     size_t *check_index;                 /* max_batch: which read request each Check is */
+    /* What each Check of the round read that is not durable yet (see unsynced.h). */
+    struct unsynced *unsynced;
+    uint64_t *check_dep;                 /* max_batch: the sync of an earlier round it waits for */
+    bool *check_this_round;              /* max_batch: it read a key written earlier in the round */
+    uint64_t cur_dep;                    /* of the request being handled */
+    bool cur_this_round;
     uint64_t write_gen;   /* generations of writes asked to be synced */
     uint64_t synced_gen;  /* every write up to this generation is durable */
     struct held *held;    /* FIFO ring of replies waiting for a sync, gen non-decreasing */
@@ -374,6 +381,21 @@ fail:
     return MXC_EIO;
 }
 
+/* watch_key - the store's report of each key the main thread's handler reads or writes: notes
+ * which not yet durable write the current request depends on. */
+static void watch_key(void *arg, Mxcache__Keyspace ks, const char *key, size_t keylen, bool write)
+{
+    struct service *svc = arg;
+
+    if (write) {
+        unsynced_write(svc->unsynced, ks, key, keylen);
+        return;
+    }
+    uint64_t gen = unsynced_read(svc->unsynced, ks, key, keylen, &svc->cur_this_round);
+    if (gen > svc->synced_gen && gen > svc->cur_dep)
+        svc->cur_dep = gen;
+}
+
 struct service *service_create(struct policy *pol, store *st, struct whitelist *wl, char *err,
                                size_t errlen)
 {
@@ -411,14 +433,19 @@ struct service *service_create(struct policy *pol, store *st, struct whitelist *
     svc->in_payload = calloc(svc->max_batch, sizeof *svc->in_payload);
     svc->check_replies = calloc(svc->max_batch, sizeof *svc->check_replies);
     svc->check_index = calloc(svc->max_batch, sizeof *svc->check_index);
+    svc->check_dep = calloc(svc->max_batch, sizeof *svc->check_dep);
+    svc->check_this_round = calloc(svc->max_batch, sizeof *svc->check_this_round);
+    svc->unsynced = unsynced_create();
     svc->handler = handler_create(&svc->env, &svc->ctr);
     svc->zctx = zmq_ctx_new();
     if (!svc->workers || !svc->ctrsets || !svc->zctx || !svc->in_ident || !svc->in_payload ||
-        !svc->check_replies || !svc->check_index || !svc->handler) {
+        !svc->check_replies || !svc->check_index || !svc->check_dep || !svc->check_this_round ||
+        !svc->unsynced || !svc->handler) {
         snprintf(err, errlen, "out of memory");
         service_destroy(svc);
         return NULL;
     }
+    handler_watch(svc->handler, watch_key, svc);
     if (!(svc->syncer = syncer_create(svc->zctx, st, cfg->store_sync_interval * 1000, err, errlen))) {
         service_destroy(svc);
         return NULL;
@@ -483,6 +510,9 @@ void service_destroy(struct service *svc)
     free(svc->in_payload);
     free(svc->check_replies);
     free(svc->check_index);
+    free(svc->check_dep);
+    free(svc->check_this_round);
+    unsynced_destroy(svc->unsynced);
     free(svc->held);
     free(svc);
 }
@@ -625,12 +655,13 @@ static int held_grow(struct service *svc)
     return MXC_OK;
 }
 
-/* deliver - sends a reply (identity and body consumed), or holds it while writes of the main
- * thread's rounds wait for their sync: a reply sent now might rest on a write that a crash
- * could still undo. id and must_sync: see struct held. */
-static void deliver(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body, uint64_t id, bool must_sync)
+/* deliver - sends a reply (identity and body consumed) when every write it rests on is durable,
+ * that is the sync of generation gen has finished, or holds it until then: a reply sent earlier
+ * might rest on a write that a crash could still undo. id and must_sync: see struct held. */
+static void deliver(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body, uint64_t id,
+                    uint64_t gen, bool must_sync)
 {
-    if (svc->synced_gen >= svc->write_gen) {
+    if (gen <= svc->synced_gen) {
         send_to_client(svc, ident, body);
         return;
     }
@@ -650,7 +681,7 @@ static void deliver(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body, uint
     zmq_msg_close(ident);
     zmq_msg_close(body);
     e->id = id;
-    e->gen = svc->write_gen;
+    e->gen = gen;
     e->must_sync = must_sync;
     ctr_add(&svc->ctr, CTR_REPLIES_HELD, 1);
 }
@@ -661,6 +692,8 @@ static void release_held(struct service *svc, uint64_t gen, bool ok)
 {
     if (gen > svc->synced_gen)
         svc->synced_gen = gen;
+    unsynced_done(svc->unsynced, gen);
+    /* FIFO: a reply behind one that waits for a later sync waits with it (one sync at most). */
     while (svc->nheld > 0 && svc->held[svc->held_head].gen <= gen) {
         struct held *e = &svc->held[svc->held_head];
         if (!ok && e->must_sync) {
@@ -685,8 +718,10 @@ static void release_held(struct service *svc, uint64_t gen, bool ok)
 }
 
 /* check_round - decides the n Checks just read (check_index) on this thread as one round. Its
- * writes are committed without waiting for the disk; when replies depend on them, a sync of a
- * new generation is asked for and the replies wait for it (deliver). */
+ * writes are committed without waiting for the disk; when some are decisive, a sync of a new
+ * generation is asked for, and the replies that rest on them (the request wrote one, or read a
+ * key written before it in the round) wait for it; a reply that read a write of an earlier round
+ * not yet durable waits for that round's sync; the others leave at once. */
 static void check_round(struct service *svc, size_t n)
 {
     struct cfgref *cfg = cfg_acquire(svc);
@@ -696,22 +731,27 @@ static void check_round(struct service *svc, size_t n)
     handler_begin(svc->handler, cfg->pol);
     for (size_t i = 0; i < n; i++) {
         zmq_msg_t *pl = &svc->in_payload[svc->check_index[i]];
+        svc->cur_dep = 0;
+        svc->cur_this_round = false;
         if (handler_request(svc->handler, zmq_msg_data(pl), zmq_msg_size(pl), &reps[i]) != MXC_OK)
             memset(&reps[i], 0, sizeof reps[i]);
         zmq_msg_close(pl);
+        svc->check_dep[i] = svc->cur_dep;
+        svc->check_this_round[i] = svc->cur_this_round;
     }
     handler_commit_nowait(svc->handler, reps, n, &need_sync);
     cfgref_release(cfg);
     ctr_add(&svc->ctr, CTR_ROUNDS, 1);
+    uint64_t gen = 0;
     if (need_sync) {
         if (syncer_request(svc->syncer, svc->write_gen + 1) == MXC_OK) {
-            svc->write_gen++;
+            gen = ++svc->write_gen;
         } else {
             log_msg(LOG_ERR, "STORE", "op=sync error=\"cannot reach the sync thread\"");
             handler_fail_replies(svc->handler, reps, n);
-            need_sync = false;
         }
     }
+    unsynced_end_round(svc->unsynced, gen);
     for (size_t i = 0; i < n; i++) {
         zmq_msg_t *id = &svc->in_ident[svc->check_index[i]], body;
         if (!reps[i].buf) { /* out of memory: the client's timeout answers */
@@ -720,7 +760,9 @@ static void check_round(struct service *svc, size_t n)
             continue;
         }
         zmq_msg_init_data(&body, reps[i].buf, reps[i].len, free_reply, NULL);
-        deliver(svc, id, &body, reps[i].id, need_sync);
+        bool mine = gen != 0 && (reps[i].durable || svc->check_this_round[i]);
+        uint64_t wait = mine ? gen : svc->check_dep[i];
+        deliver(svc, id, &body, reps[i].id, wait, wait != 0);
     }
 }
 
@@ -807,7 +849,7 @@ static void forward_replies(struct service *svc, struct worker *w)
         }
         /* A worker's own writes are synced before it replies, but what it read may be a
          * Check round's write still waiting for its sync. */
-        deliver(svc, &id, &rep, 0, false);
+        deliver(svc, &id, &rep, 0, svc->write_gen, false);
     }
 }
 

@@ -52,6 +52,8 @@ struct store {
 struct store_batch {
     store *st;
     rocksdb_writebatch_wi_t *wb;
+    store_watch_fn watch;
+    void *watch_arg;
 };
 
 /* store_err - puts "what: rocksdb's message" into err and frees rocksdb's message. */
@@ -273,7 +275,7 @@ store_batch *store_batch_create(store *st)
 {
     store_batch *b;
 
-    if (!st || !(b = malloc(sizeof *b)))
+    if (!st || !(b = calloc(1, sizeof *b)))
         return NULL;
     b->st = st;
     /* overwrite_key: the index keeps only the latest write of a key, so a read sees it. */
@@ -302,6 +304,8 @@ int store_batch_put(store_batch *b, Mxcache__Keyspace ks, const char *key, size_
         (!val && vallen) || vallen > UINT32_MAX)
         return MXC_EINVAL;
     rocksdb_writebatch_wi_put_cf(b->wb, cf, key, keylen, val ? val : "", vallen);
+    if (b->watch)
+        b->watch(b->watch_arg, ks, key, keylen, true);
     return MXC_OK;
 }
 
@@ -312,6 +316,8 @@ int store_batch_delete(store_batch *b, Mxcache__Keyspace ks, const char *key, si
     if (!b || !(cf = store_cf(b->st, ks)) || !key || keylen == 0 || keylen > UINT32_MAX)
         return MXC_EINVAL;
     rocksdb_writebatch_wi_delete_cf(b->wb, cf, key, keylen);
+    if (b->watch)
+        b->watch(b->watch_arg, ks, key, keylen, true);
     return MXC_OK;
 }
 
@@ -325,6 +331,8 @@ int store_batch_get(store_batch *b, Mxcache__Keyspace ks, const char *key, size_
 
     if (!b || !(cf = store_cf(b->st, ks)) || (!key && keylen) || !val || !vallen)
         return MXC_EINVAL;
+    if (b->watch)
+        b->watch(b->watch_arg, ks, key, keylen, false);
     /* A pending delete in the batch hides the committed value; NULL without error: not found. */
     v = rocksdb_writebatch_wi_get_from_batch_and_db_cf(b->wb, b->st->db, b->st->ropt, cf, key,
                                                        keylen, &len, &rerr);
@@ -338,6 +346,12 @@ int store_batch_get(store_batch *b, Mxcache__Keyspace ks, const char *key, size_
     rc = store_take_live(b->st, v, len, val, vallen);
     rocksdb_free(v);
     return rc;
+}
+
+void store_batch_watch(store_batch *b, store_watch_fn fn, void *arg)
+{
+    b->watch = fn;
+    b->watch_arg = arg;
 }
 
 size_t store_batch_count(const store_batch *b)

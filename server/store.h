@@ -67,6 +67,13 @@ int store_batch_delete(store_batch *b, Mxcache__Keyspace ks, const char *key, si
 int store_batch_get(store_batch *b, Mxcache__Keyspace ks, const char *key, size_t keylen,
                     char **val, size_t *vallen, char *err, size_t errlen);
 
+/* store_batch_watch - fn (NULL: none) is told of every key the batch reads (store_batch_get,
+ * write false) and writes (put and delete, write true), before the operation. For the main
+ * thread, which must know which replies rest on writes not yet synced (see service.c). */
+typedef void (*store_watch_fn)(void *arg, Mxcache__Keyspace ks, const char *key, size_t keylen,
+                               bool write);
+void store_batch_watch(store_batch *b, store_watch_fn fn, void *arg);
+
 /* store_batch_count - number of pending writes. */
 size_t store_batch_count(const store_batch *b);
 

@@ -151,4 +151,14 @@ bool strmap_del(strmap *m, const char *key, size_t keylen)
     return true;
 }
 
+void strmap_clear(strmap *m)
+{
+    for (size_t i = 0; i < m->nslots; i++) {
+        if (m->slots[i].key && m->slots[i].key != TOMBSTONE)
+            free(m->slots[i].key);
+        m->slots[i].key = NULL;
+    }
+    m->count = m->used = 0;
+}
+
 size_t strmap_count(const strmap *m) { return m->count; }

@@ -22,6 +22,9 @@ bool strmap_get(const strmap *m, const char *key, size_t keylen, uint64_t *value
 /* strmap_del - removes key; true when it was present. */
 bool strmap_del(strmap *m, const char *key, size_t keylen);
 
+/* strmap_clear - removes every key, keeping the table's size for the next use. */
+void strmap_clear(strmap *m);
+
 size_t strmap_count(const strmap *m);
 
 #endif

@@ -41,20 +41,28 @@ static long now_ms(void)
     return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* write_greylist_config - the test config with policy_extra in its policy group and
- * greylist_extra in its greylist group. */
-static void write_greylist_config(const char *policy_extra, const char *greylist_extra)
+/* write_full_config - the test config with the extras (NULL: none) in their groups. */
+static void write_full_config(const char *store_extra, const char *policy_extra,
+                              const char *greylist_extra)
 {
     FILE *f = fopen(cfg_path, "w");
     ck_assert_ptr_nonnull(f);
     fprintf(f,
             "server: { listen = [\"%s\"]; workers = 2; max_request_size = \"4K\"; };\n"
-            "store: { path = \"%s/db\"; sync = true; };\n"
+            "store: { path = \"%s/db\"; sync = true; %s };\n"
             "log: { target = \"stderr\"; level = \"info\"; };\n"
             "policy: { %s };\n"
             "greylist: { %s };\n",
-            ipc_ep, dir, policy_extra ? policy_extra : "", greylist_extra ? greylist_extra : "");
+            ipc_ep, dir, store_extra ? store_extra : "", policy_extra ? policy_extra : "",
+            greylist_extra ? greylist_extra : "");
     fclose(f);
+}
+
+/* write_greylist_config - the test config with policy_extra in its policy group and
+ * greylist_extra in its greylist group. */
+static void write_greylist_config(const char *policy_extra, const char *greylist_extra)
+{
+    write_full_config(NULL, policy_extra, greylist_extra);
 }
 
 /* write_config - the test config, greylisting off (so that the default answer shows), with
@@ -732,6 +740,69 @@ static void on_reply(void *arg, int status, const Mxcache__Reply *rep)
         ac->failed++;
 }
 
+struct ordered {
+    int n;
+    char order[8];      /* tags in the order the replies came */
+    char rule[8][32];   /* the rule of each tag's reply */
+};
+
+struct tagged {
+    struct ordered *o;
+    char tag;
+};
+
+static void on_ordered(void *arg, int status, const Mxcache__Reply *rep)
+{
+    struct tagged *t = arg;
+    struct ordered *o = t->o;
+    ck_assert_int_eq(status, MXC_OK);
+    ck_assert_int_eq(rep->body_case, MXCACHE__REPLY__BODY_CHECK);
+    snprintf(o->rule[t->tag - 'A'], sizeof o->rule[0], "%s", rep->check->rule);
+    o->order[o->n++] = t->tag;
+}
+
+/* A reply waits only for the sync of the writes it rests on. Syncs are held 100 ms apart: right
+ * after one, a new triplet (A, a decisive write) and its immediate retry (B, which reads A's
+ * write) must wait for the next sync, while a whitelisted client's Check (C), sent after them
+ * and resting on nothing unsynced, is answered before them. Exactly A and B count as held. */
+START_TEST(test_replies_wait_only_for_their_sync)
+{
+    stop_daemon(SIGTERM);
+    write_full_config("sync_interval = \"100ms\";", NULL, NULL);
+    start_daemon();
+    mxc_client *c = client();
+    ck_assert_int_eq(wl_add(c, "client", "198.51.100.0/24", 0, NULL), MXC_OK);
+    Mxcache__Reply *rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "first@example.net");
+    ck_assert_str_eq(rep->check->rule, "greylist_new"); /* its sync starts the 100 ms */
+    mxc_reply_free(rep);
+    uint64_t held = counter(c, "replies_held_for_sync");
+
+    struct ordered o = {0};
+    struct tagged t[3] = {{&o, 'A'}, {&o, 'B'}, {&o, 'C'}};
+    const char *ip[3] = {"192.0.2.2", "192.0.2.2", "198.51.100.7"};
+    for (int i = 0; i < 3; i++) {
+        Mxcache__Request req = MXCACHE__REQUEST__INIT;
+        Mxcache__CheckRequest q = MXCACHE__CHECK_REQUEST__INIT;
+        q.client_address = (char *)ip[i];
+        q.client_name = "unknown";
+        q.sender = "s@sender.example";
+        q.recipient = "second@example.net";
+        q.protocol_state = "RCPT";
+        req.body_case = MXCACHE__REQUEST__BODY_CHECK;
+        req.check = &q;
+        ck_assert_int_eq(mxc_submit(c, &req, 10000, on_ordered, &t[i], NULL), MXC_OK);
+    }
+    pump(c, 10000);
+    ck_assert_int_eq(o.n, 3);
+    ck_assert_msg(o.order[0] == 'C', "replies came as %.3s", o.order);
+    ck_assert_str_eq(o.rule[0], "greylist_new");
+    ck_assert_str_eq(o.rule[1], "greylist_early");
+    ck_assert_str_eq(o.rule[2], "whitelist");
+    ck_assert_uint_eq(counter(c, "replies_held_for_sync") - held, 2);
+    mxc_client_destroy(c);
+}
+END_TEST
+
 START_TEST(test_many_in_flight)
 {
     mxc_client *c = client();
@@ -1011,6 +1082,7 @@ int main(void)
     tcase_add_test(tc, test_sighup_reload);
     tcase_add_test(tc, test_failover_from_unreachable_endpoint);
     tcase_add_test(tc, test_many_in_flight);
+    tcase_add_test(tc, test_replies_wait_only_for_their_sync);
     tcase_add_test(tc, test_check_config_reports_lines);
     tcase_add_test(tc, test_whitelist_files);
     tcase_add_test(tc, test_list_is_bounded_by_expired_records);

@@ -359,6 +359,45 @@ START_TEST(t_batch_read_your_writes)
 }
 END_TEST
 
+struct watched {
+    char log[256];
+};
+
+static void watch_cb(void *arg, Mxcache__Keyspace ks, const char *key, size_t keylen, bool write)
+{
+    struct watched *w = arg;
+    size_t used = strlen(w->log);
+    snprintf(w->log + used, sizeof w->log - used, "%s%d:%.*s ", write ? "w" : "r", (int)ks,
+             (int)keylen, key);
+}
+
+/* The watch hook sees every read and write of the batch, in order, and nothing after removal. */
+START_TEST(t_batch_watch)
+{
+    char dir[PATH_MAX];
+    new_dir(dir, sizeof dir);
+    store *st = open_at(dir, false);
+    store_batch *b = store_batch_create(st);
+    struct blob v1 = rec(0, 1);
+    struct watched w = {""};
+    char *val;
+    size_t vallen;
+    char err[256];
+
+    store_batch_watch(b, watch_cb, &w);
+    put(b, KS_AWL, "a", v1);
+    ck_assert_int_eq(store_batch_get(b, KS_GREYLIST, "b", 1, &val, &vallen, err, sizeof err), MXC_ENOENT);
+    ck_assert_int_eq(store_batch_delete(b, KS_AWL, "a", 1), MXC_OK);
+    ck_assert_str_eq(w.log, "w3:a r2:b w3:a ");
+    store_batch_watch(b, NULL, NULL);
+    put(b, KS_AWL, "c", v1);
+    ck_assert_str_eq(w.log, "w3:a r2:b w3:a ");
+    store_batch_destroy(b);
+    store_close(st);
+    free(v1.p);
+}
+END_TEST
+
 START_TEST(t_commit_empty)
 {
     char dir[PATH_MAX];
@@ -924,6 +963,7 @@ static Suite *store_suite(void)
     tcase_add_test(tc, t_put_get);
     tcase_add_test(tc, t_expiry_on_read);
     tcase_add_test(tc, t_batch_read_your_writes);
+    tcase_add_test(tc, t_batch_watch);
     tcase_add_test(tc, t_commit_empty);
     tcase_add_test(tc, t_commit_failure);
     tcase_add_test(tc, t_scan);

@@ -37,6 +37,34 @@ static uint64_t rng(void)
     return rng_state;
 }
 
+/* clear empties the map, keeps it usable, and frees every key (ASan would see a leak). */
+START_TEST(clear_and_reuse)
+{
+    strmap *m = strmap_create();
+    char key[32];
+
+    ck_assert_ptr_nonnull(m);
+    for (int round = 0; round < 3; round++) {
+        for (int i = 0; i < 1000; i++) {
+            snprintf(key, sizeof key, "k%d-%d", round, i);
+            ck_assert_int_eq(strmap_put(m, key, strlen(key), (uint64_t)i), MXC_OK);
+        }
+        ck_assert(strmap_del(m, S("k0-0")) == (round == 0));
+        ck_assert_uint_eq(strmap_count(m), round == 0 ? 999 : 1000);
+        strmap_clear(m);
+        ck_assert_uint_eq(strmap_count(m), 0);
+        snprintf(key, sizeof key, "k%d-%d", round, 5);
+        ck_assert(!strmap_get(m, key, strlen(key), NULL));
+    }
+    strmap_clear(m); /* an empty map */
+    ck_assert_int_eq(strmap_put(m, S("again"), 7), MXC_OK);
+    uint64_t v = 0;
+    ck_assert(strmap_get(m, S("again"), &v));
+    ck_assert_uint_eq(v, 7);
+    strmap_destroy(m);
+}
+END_TEST
+
 START_TEST(create_destroy)
 {
     strmap *m = strmap_create();
@@ -349,6 +377,7 @@ static Suite *strmap_suite(void)
     Suite *s = suite_create("strmap");
     TCase *tc = tcase_create("basic");
     tcase_add_test(tc, create_destroy);
+    tcase_add_test(tc, clear_and_reuse);
     tcase_add_test(tc, distinct_keys);
     tcase_add_test(tc, replace_and_values);
     tcase_add_test(tc, long_keys);
