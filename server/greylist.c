@@ -23,6 +23,7 @@
 #include "addr.h"
 #include "duration.h"
 #include "mxc_err.h"
+#include "record.h"
 #include "sender.h"
 #include "wire.h"
 
@@ -414,35 +415,6 @@ int greylist_keys(const struct greylist *gl, const Mxcache__CheckRequest *q, cha
 
 /* ---- records ---- */
 
-/* read_value - the live value of key in ks, or *val NULL when there is none. */
-static int read_value(store_batch *b, Mxcache__Keyspace ks, const char *key, char **val,
-                      size_t *vallen, char *err, size_t errlen)
-{
-    int rc = store_batch_get(b, ks, key, strlen(key), val, vallen, err, errlen);
-
-    if (rc == MXC_ENOENT) {
-        *val = NULL;
-        return MXC_OK;
-    }
-    return rc;
-}
-
-/* put_record - packs m and puts it under key into the batch. */
-static int put_record(store_batch *b, Mxcache__Keyspace ks, const char *key,
-                      const ProtobufCMessage *m, char *err, size_t errlen)
-{
-    uint8_t *buf;
-    size_t len;
-    int rc = wire_message_pack(m, &buf, &len);
-
-    if (rc != MXC_OK)
-        return rc;
-    rc = store_batch_put(b, ks, key, strlen(key), buf, len);
-    free(buf);
-    if (rc != MXC_OK)
-        snprintf(err, errlen, "the batch refused a %s write", wire_keyspace_name(ks));
-    return rc;
-}
 
 /* plus_one - n + 1, saturating. */
 static uint32_t plus_one(uint32_t n)
@@ -476,7 +448,7 @@ static int count_awl_pass(const struct greylist *gl, store_batch *b, const struc
         explain ? "would make" : "makes", r.passes, c->greylist_awl_passes, t->client);
     if (explain)
         return MXC_OK;
-    return put_record(b, MXCACHE__KEYSPACE__KEYSPACE_AWL, t->awl_key, &r.base, err, errlen);
+    return record_batch_put(b, MXCACHE__KEYSPACE__KEYSPACE_AWL, t->awl_key, &r.base, err, errlen);
 }
 
 /* defer - res as a deferral with remaining_ms to go. */
@@ -546,7 +518,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
 
     /* The auto-whitelist first: a client that passed often enough skips the rest. */
     if (c->greylist_awl_passes > 0) {
-        if ((rc = read_value(b, MXCACHE__KEYSPACE__KEYSPACE_AWL, t->awl_key, &val, &vallen, err,
+        if ((rc = record_batch_get(b, MXCACHE__KEYSPACE__KEYSPACE_AWL, t->awl_key, &val, &vallen, err,
                              errlen)) != MXC_OK)
             goto out;
         if (val) {
@@ -575,7 +547,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
             if (!explain && since(now, awl->last_seen_ms) >= GREYLIST_REFRESH_MS) {
                 awl->last_seen_ms = now;
                 awl->expires_at_ms = now + c->greylist_awl_max_age;
-                rc = put_record(b, MXCACHE__KEYSPACE__KEYSPACE_AWL, t->awl_key, &awl->base, err,
+                rc = record_batch_put(b, MXCACHE__KEYSPACE__KEYSPACE_AWL, t->awl_key, &awl->base, err,
                                 errlen);
             }
             goto out;
@@ -586,7 +558,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
 
     /* XXX Read, decide, write is not atomic across workers: two rounds deciding this triplet
      * at once both write, the later commit wins. Benign, see greylist.h. */
-    if ((rc = read_value(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &val, &vallen, err,
+    if ((rc = record_batch_get(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &val, &vallen, err,
                          errlen)) != MXC_OK)
         goto out;
     if (val) {
@@ -618,7 +590,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
         r.passes = plus_one(old->passes);
         r.expires_at_ms = now + c->greylist_max_age;
         if (!explain && refresh &&
-            (rc = put_record(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &r.base, err,
+            (rc = record_batch_put(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &r.base, err,
                              errlen)) != MXC_OK)
             goto out;
         rc = count_awl_pass(gl, b, t, awl, now, explain, expl, expllen, err, errlen);
@@ -641,7 +613,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
             defer(gl, res, GREYLIST_NEW, c->greylist_delay);
             SAY(expl, expllen, "greylist: new triplet: deferred for %s\n", d1);
             if (!explain)
-                rc = put_record(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &r.base, err,
+                rc = record_batch_put(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &r.base, err,
                                 errlen);
             goto out;
         }
@@ -665,7 +637,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
                 iso_time(old->last_seen_ms, t2, sizeof t2), d1,
                 (unsigned long long)res->remaining_s);
             if (!explain)
-                rc = put_record(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &r.base, err,
+                rc = record_batch_put(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &r.base, err,
                                 errlen);
             goto out;
         }
@@ -684,7 +656,7 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
     r.passes = 1;
     r.expires_at_ms = now + c->greylist_max_age;
     if (!explain &&
-        (rc = put_record(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &r.base, err, errlen)) !=
+        (rc = record_batch_put(b, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST, t->key, &r.base, err, errlen)) !=
             MXC_OK)
         goto out;
     rc = count_awl_pass(gl, b, t, awl, now, explain, expl, expllen, err, errlen);

@@ -7,6 +7,7 @@
  * It allocates nothing, because it runs on every read and in the compaction filter. */
 #include "record.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -135,4 +136,32 @@ Mxcache__RecordState record_state(Mxcache__Keyspace ks, const void *val, size_t 
         }
     }
     return st;
+}
+
+int record_batch_get(store_batch *b, Mxcache__Keyspace ks, const char *key, char **val,
+                     size_t *vallen, char *err, size_t errlen)
+{
+    int rc = store_batch_get(b, ks, key, strlen(key), val, vallen, err, errlen);
+
+    if (rc == MXC_ENOENT) {
+        *val = NULL;
+        return MXC_OK;
+    }
+    return rc;
+}
+
+int record_batch_put(store_batch *b, Mxcache__Keyspace ks, const char *key, const ProtobufCMessage *m,
+                     char *err, size_t errlen)
+{
+    uint8_t *buf;
+    size_t len;
+    int rc = wire_message_pack(m, &buf, &len);
+
+    if (rc != MXC_OK)
+        return rc;
+    rc = store_batch_put(b, ks, key, strlen(key), buf, len);
+    free(buf);
+    if (rc != MXC_OK)
+        snprintf(err, errlen, "the batch refused a %s write", wire_keyspace_name(ks));
+    return rc;
 }

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "mxcache.pb-c.h"
+#include "store.h"
 
 /* record_expiry - the expiry time in packed record bytes. Returns 0 and sets *expires_at_ms, or
  * MXC_EPROTO when the bytes are not a well-formed protobuf message. */
@@ -30,5 +31,16 @@ void record_entry_free(Mxcache__Entry *e); /* NULL-safe */
 /* record_state - the RecordState of a packed record (STATE_ANY for keyspaces without states or
  * bytes that do not unpack). */
 Mxcache__RecordState record_state(Mxcache__Keyspace ks, const void *val, size_t vallen);
+
+/* record_batch_get - the live value of key (a C string) in ks, seen through batch b: *val
+ * malloc'd (caller frees), or NULL when there is none. Returns 0, or MXC_ESTORE/MXC_EINVAL with
+ * err filled. */
+int record_batch_get(store_batch *b, Mxcache__Keyspace ks, const char *key, char **val,
+                     size_t *vallen, char *err, size_t errlen);
+
+/* record_batch_put - packs m and puts it under key into batch b. Returns 0, MXC_ENOMEM, or
+ * MXC_EINVAL with err filled. */
+int record_batch_put(store_batch *b, Mxcache__Keyspace ks, const char *key, const ProtobufCMessage *m,
+                     char *err, size_t errlen);
 
 #endif
