@@ -5,14 +5,19 @@
  * The parser is incremental (feed it what the socket gave, in any pieces) and bounded in
  * everything, because the peer is a backend we do not control: a line longer than
  * SMTP_REPLY_LINE_MAX, more than SMTP_REPLY_LINES_MAX lines, codes that change between lines,
- * a line that does not start with a code, NUL or other control bytes (but TAB) in it: the reply is
+ * a line that does not start with a code (three digits, the first 1 to 5, then ' ', '-' or the
+ * line's end), NUL or other control bytes (but TAB, and CR just before LF) in it: the reply is
  * malformed (SMTP_PARSE_BAD), which the prober treats as a temporary failure, never as an
- * answer. LF without CR ends a line as CRLF does (some servers send it).
+ * answer. LF without CR ends a line as CRLF does (some servers send it). The second and third
+ * digits of a code are not checked further.
  *
  * The reply's text is kept cleaned, so that it can be passed on word for word in a policy
- * answer: the texts of all lines joined with one space, each line's repeated enhanced status
- * code removed, cut at SMTP_REPLY_TEXT_MAX - 1 bytes, a TAB made a space and every byte above
- * 0x7e made '?', so that it can go into a policy answer and a log line as it is.
+ * answer: the texts of all lines joined with one space (a line with no text adds nothing), the
+ * first line's enhanced status code removed from every line that repeats it (with the blanks
+ * after it), cut at SMTP_REPLY_TEXT_MAX - 1 bytes, a TAB made a space and every byte above 0x7e
+ * (DEL and 8-bit bytes) made '?', so that it can go into a policy answer and a log line as it is.
+ * A status is "C.S.D": class 2, 4 or 5, subject and detail 1 to 3 digits, ending the text or
+ * followed by a blank; anything else ("6.1.1", "5.1", "5.1.1x") stays in the text.
  *
  * Thread-safety: a parser is used by one thread; there is no global state. */
 #ifndef MXCACHED_SMTP_REPLY_H
@@ -28,7 +33,7 @@
                                      subject and detail up to 3 digits */
 
 struct smtp_reply {
-    unsigned code;                   /* 200 to 599 (100-199 and 300-399 are valid too) */
+    unsigned code;                   /* 100 to 599 */
     char status[SMTP_STATUS_MAX];    /* enhanced status code of the first line, "" if none */
     char text[SMTP_REPLY_TEXT_MAX];  /* cleaned text (see above), "" if none */
     unsigned lines;                  /* lines the reply had */
@@ -50,13 +55,16 @@ struct smtp_parser {
     char error[128];
 };
 
-/* smtp_parser_init - ready for the first byte of a reply (also after DONE, for the next one). */
+/* smtp_parser_init - ready for the first byte of a reply: before the first, or to start over
+ * after BAD or on a new connection (not needed after DONE). */
 void smtp_parser_init(struct smtp_parser *p);
 
 /* smtp_parser_feed - consumes bytes of buf (len) up to the end of the first reply they complete,
  * and tells how many in *used (the rest belongs to the next reply: a pipelining server, or
- * garbage). DONE: *out is the reply, and the parser is ready for the next one. MORE: all len
- * bytes were used. BAD: stays BAD until smtp_parser_init. */
+ * garbage). DONE: *out is the reply (*used counts up to and including its last LF), and the
+ * parser is ready for the next one. MORE: all len bytes were used. BAD: *used counts up to and
+ * including the byte found wrong, and later calls say BAD (*used 0) until smtp_parser_init. Reads
+ * only buf[0..len), never blocks; used and out may be NULL when the caller does not need them. */
 enum smtp_parse smtp_parser_feed(struct smtp_parser *p, const char *buf, size_t len, size_t *used,
                                  struct smtp_reply *out);
 
