@@ -20,6 +20,7 @@
  * directory), so absolute @include paths do not work. */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <libconfig.h>
 #include <stdarg.h>
@@ -52,6 +53,13 @@ struct param {
     {g, n, CONFIG_##t, offsetof(struct config, f), d, mn, mx, ch, rl, h},
 static const struct param params[] = {MXCACHED_PARAMS(PARAM_ROW)};
 #undef PARAM_ROW
+
+/* The settings of a route: offsets into struct config_route. */
+#define ROUTE_ROW(g, n, t, f, d, mn, mx, ch, rl, h) \
+    {g, n, CONFIG_##t, offsetof(struct config_route, f), d, mn, mx, ch, rl, h},
+static const struct param route_params[] = {MXCACHED_ROUTE_PARAMS(ROUTE_ROW)};
+#undef ROUTE_ROW
+#define NROUTE_PARAMS (sizeof route_params / sizeof route_params[0])
 
 /* P_<field>: the index of each setting in params[], for the cross-setting checks. */
 #define PARAM_INDEX(g, n, t, f, d, mn, mx, ch, rl, h) P_##f,
@@ -88,9 +96,10 @@ struct load {
     bool bad[NPARAMS];      /* its value was refused, so the cross-checks leave it alone */
 };
 
-static void *field_of(const struct config *cfg, const struct param *p)
+/* field_of - p's field in base, a struct config or (route_params) a struct config_route. */
+static void *field_of(const void *base, const struct param *p)
 {
-    return (char *)cfg + p->offset;
+    return (char *)base + p->offset;
 }
 
 /* panic - a broken invariant of this file or of params.h: our bug, never the operator's. */
@@ -422,10 +431,10 @@ static int wrong_type(const struct param *p, const struct raw *v, char *err, siz
 
 /* param_set - checks v against p and stores it in cfg's field. Returns 0; MXC_ECONFIG with the
  * reason in err (the field keeps its previous value); or MXC_ENOMEM. */
-static int param_set(const struct param *p, const struct raw *v, struct config *cfg, char *err,
+static int param_set(const struct param *p, const struct raw *v, void *base, char *err,
                      size_t errlen)
 {
-    void *field = field_of(cfg, p);
+    void *field = field_of(base, p);
     char a[96], b[64], c[64];
     uint64_t u;
 
@@ -630,6 +639,246 @@ static void apply_setting(struct load *ld, int idx, const config_setting_t *s)
         load_error(ld, file, line, "%s.%s: %s", p->group, p->name, err);
 }
 
+/* ---- verify.routes ---- */
+
+static void route_free(struct config_route *r)
+{
+    for (size_t i = 0; i < NROUTE_PARAMS; i++) {
+        if (route_params[i].type == CONFIG_STRING)
+            free(*(char **)field_of(r, &route_params[i]));
+        else if (route_params[i].type == CONFIG_LIST)
+            list_free((struct config_list *)field_of(r, &route_params[i]));
+    }
+}
+
+static void routes_free(struct config_route *routes, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        route_free(&routes[i]);
+    free(routes);
+}
+
+/* route_defaults - *r with every route setting at its default. 0 or MXC_ENOMEM. */
+static int route_defaults(struct config_route *r)
+{
+    char err[768];
+
+    memset(r, 0, sizeof *r);
+    for (size_t i = 0; i < NROUTE_PARAMS; i++) {
+        struct raw v;
+        int rc = raw_from_default(&route_params[i], &v);
+        if (rc == MXC_OK)
+            rc = param_set(&route_params[i], &v, r, err, sizeof err);
+        raw_fini(&v);
+        if (rc == MXC_ENOMEM)
+            return rc;
+        if (rc != MXC_OK) {
+            fprintf(stderr, "mxcached: params.h: default of route setting %s: %s\n",
+                    route_params[i].name, err);
+            panic("a route default in params.h is invalid");
+        }
+    }
+    return MXC_OK;
+}
+
+int config_route_host(const char *host, char *name, size_t namelen, unsigned *port)
+{
+    const char *start = host, *end, *portstr = NULL;
+    unsigned long pn = 25;
+    char canon[ADDR_MAX_DOMAIN + 1];
+    unsigned char bin[16];
+    size_t n;
+
+    if (host[0] == '[') {
+        start = host + 1;
+        if (!(end = strchr(start, ']')) || (end[1] != '\0' && end[1] != ':'))
+            return MXC_EINVAL;
+        if (end[1] == ':')
+            portstr = end + 2;
+    } else {
+        end = strchr(host, ':');
+        if (end)
+            portstr = end + 1;
+        else
+            end = host + strlen(host);
+    }
+    n = (size_t)(end - start);
+    if (n == 0 || n >= namelen)
+        return MXC_EINVAL;
+    memcpy(name, start, n);
+    name[n] = '\0';
+    if (portstr) {
+        char *e;
+        if (portstr[0] < '0' || portstr[0] > '9')
+            return MXC_EINVAL;
+        pn = strtoul(portstr, &e, 10);
+        if (*e || pn < 1 || pn > 65535)
+            return MXC_EINVAL;
+    }
+    if (host[0] == '[' ? inet_pton(AF_INET6, name, bin) != 1
+                       : inet_pton(AF_INET, name, bin) != 1 &&
+                             addr_domain_canon(name, n, canon, sizeof canon) != MXC_OK)
+        return MXC_EINVAL;
+    *port = (unsigned)pn;
+    return MXC_OK;
+}
+
+int config_route_for(const struct config *cfg, const char *domain)
+{
+    size_t dlen = strlen(domain), bestlen = 0;
+    int best = -1;
+
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        const struct config_list *l = &cfg->routes[r].domains;
+        for (size_t i = 0; i < l->n; i++) {
+            const char *d = l->items[i];
+            size_t len = strlen(d);
+            if (d[0] != '.') {
+                if (strcasecmp(domain, d) == 0)
+                    return (int)r;
+            } else if (dlen > len && len > bestlen && strcasecmp(domain + dlen - len, d) == 0) {
+                best = (int)r;
+                bestlen = len;
+            }
+        }
+    }
+    return best;
+}
+
+/* route_names_text - the names of a route's settings, for an error message. */
+static char *route_names_text(char *buf, size_t buflen)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < NROUTE_PARAMS && used < buflen; i++) {
+        int n = snprintf(buf + used, buflen - used, "%s%s", i ? ", " : "", route_params[i].name);
+        if (n < 0)
+            break;
+        used += (size_t)n;
+    }
+    return buf;
+}
+
+/* check_route - the checks of one route that one setting cannot make alone; canonicalises its
+ * domains. i: its index, at file:line. */
+static void check_route(struct load *ld, struct config_route *routes, size_t i, const char *file,
+                        int line)
+{
+    struct config_route *r = &routes[i];
+    char canon[ADDR_MAX_DOMAIN + 2], name[ADDR_MAX_DOMAIN + 1], q[96];
+    unsigned port;
+
+    if (r->domains.n == 0)
+        load_error(ld, file, line, "verify.routes[%zu].domains: empty: give the recipient domains this route verifies", i);
+    for (size_t k = 0; k < r->domains.n; k++) {
+        const char *d = r->domains.items[k];
+        bool sub = d[0] == '.';
+        if (addr_domain_canon(d + sub, strlen(d + sub), canon + 1, sizeof canon - 1) != MXC_OK) {
+            load_error(ld, file, line, "verify.routes[%zu].domains: %s is not a domain name", i,
+                       quote(d, q, sizeof q));
+            continue;
+        }
+        canon[0] = '.';
+        char *c = strdup(sub ? canon : canon + 1);
+        if (!c) {
+            load_error(ld, file, line, "verify.routes[%zu].domains: out of memory", i);
+            continue;
+        }
+        free(r->domains.items[k]);
+        r->domains.items[k] = c;
+        /* One domain, one route: otherwise which backend decides would depend on the order. */
+        for (size_t j = 0; j <= i; j++)
+            for (size_t m = 0; m < (j == i ? k : routes[j].domains.n); m++)
+                if (strcmp(routes[j].domains.items[m], c) == 0)
+                    load_error(ld, file, line, "verify.routes[%zu].domains: %s is also in verify.routes[%zu]",
+                               i, quote(c, q, sizeof q), j);
+    }
+    if (r->hosts.n == 0)
+        load_error(ld, file, line, "verify.routes[%zu].hosts: empty: give the backend hosts, such as [ \"10.0.0.5:25\" ]", i);
+    if (r->hosts.n > CONFIG_ROUTE_HOSTS_MAX)
+        load_error(ld, file, line, "verify.routes[%zu].hosts: %zu hosts, at most %d", i, r->hosts.n,
+                   CONFIG_ROUTE_HOSTS_MAX);
+    for (size_t k = 0; k < r->hosts.n; k++)
+        if (config_route_host(r->hosts.items[k], name, sizeof name, &port) != MXC_OK)
+            load_error(ld, file, line, "verify.routes[%zu].hosts: bad host %s: expected host:port, "
+                       "[IPv6]:port or host (port 25)", i, quote(r->hosts.items[k], q, sizeof q));
+    if (addr_domain_canon(r->helo, strlen(r->helo), name, sizeof name) != MXC_OK)
+        load_error(ld, file, line, "verify.routes[%zu].helo: %s is not a host name", i,
+                   quote(r->helo, q, sizeof q));
+    char box[ADDR_MAX_PATH + 1];
+    if (r->mail_from[0] && addr_mailbox_canon(r->mail_from, strlen(r->mail_from), false, box, sizeof box) != MXC_OK)
+        load_error(ld, file, line, "verify.routes[%zu].mail_from: %s is not a mail address (\"\" is the null sender)",
+                   i, quote(r->mail_from, q, sizeof q));
+}
+
+/* load_routes - verify.routes = ( { ... }, ... ): each element a group of route settings. */
+static void load_routes(struct load *ld, const config_setting_t *s)
+{
+    char lbuf[4096], fbuf[4096], err[768], names[512];
+    const char *file = display_file(ld, config_setting_source_file(s), lbuf, sizeof lbuf);
+    int line = (int)config_setting_source_line(s);
+    struct config_route *routes;
+    size_t n;
+
+    if (!config_setting_is_list(s)) {
+        load_error(ld, file, line, "verify.routes: wrong type: expected a list of groups, "
+                   "routes = ( { domains = [...]; hosts = [...]; } ); got %s",
+                   setting_what(config_setting_type(s)));
+        return;
+    }
+    n = (size_t)config_setting_length(s);
+    if (!(routes = calloc(n ? n : 1, sizeof *routes))) {
+        load_error(ld, file, line, "verify.routes: out of memory");
+        return;
+    }
+    routes_free(ld->cfg->routes, ld->cfg->nroutes);
+    ld->cfg->routes = routes;
+    ld->cfg->nroutes = 0;
+    for (size_t i = 0; i < n; i++) {
+        const config_setting_t *g = config_setting_get_elem(s, (unsigned)i);
+        int gline = (int)config_setting_source_line(g);
+        const char *gfile = display_file(ld, config_setting_source_file(g), fbuf, sizeof fbuf);
+        if (route_defaults(&routes[i]) != MXC_OK) {
+            load_error(ld, gfile, gline, "verify.routes[%zu]: out of memory", i);
+            return;
+        }
+        ld->cfg->nroutes = i + 1;
+        if (!config_setting_is_group(g)) {
+            /* libconfig gives a scalar element the line after it: name the list's instead. */
+            load_error(ld, file, line, "verify.routes[%zu]: wrong type: expected a group "
+                       "{ domains = [...]; hosts = [...]; }; got %s",
+                       i, setting_what(config_setting_type(g)));
+            continue;
+        }
+        unsigned nm = (unsigned)config_setting_length(g);
+        for (unsigned k = 0; k < nm; k++) {
+            const config_setting_t *m = config_setting_get_elem(g, k);
+            const char *name = config_setting_name(m);
+            const char *mfile = display_file(ld, config_setting_source_file(m), fbuf, sizeof fbuf);
+            int mline = (int)config_setting_source_line(m);
+            size_t p = 0;
+            while (p < NROUTE_PARAMS && strcmp(route_params[p].name, name) != 0)
+                p++;
+            if (p == NROUTE_PARAMS) {
+                load_error(ld, mfile, mline, "verify.routes[%zu].%s: unknown setting (settings of a route: %s)",
+                           i, name, route_names_text(names, sizeof names));
+                continue;
+            }
+            struct raw v;
+            int rc = raw_from_setting(m, &v);
+            if (rc == MXC_OK)
+                rc = param_set(&route_params[p], &v, &routes[i], err, sizeof err);
+            raw_fini(&v);
+            if (rc != MXC_OK)
+                load_error(ld, mfile, mline, "verify.routes[%zu].%s: %s", i, name,
+                           rc == MXC_ENOMEM ? "out of memory" : err);
+        }
+        check_route(ld, routes, i, display_file(ld, config_setting_source_file(g), fbuf, sizeof fbuf),
+                    gline);
+    }
+}
+
 /* load_root - walks the top level: every member must be a known group, every group member a
  * known setting. */
 static void load_root(struct load *ld, const config_setting_t *root)
@@ -666,6 +915,10 @@ static void load_root(struct load *ld, const config_setting_t *root)
         for (unsigned i = 0; i < n; i++) {
             const config_setting_t *s = config_setting_get_elem(g, i);
             const char *name = config_setting_name(s);
+            if (strcmp(gname, "verify") == 0 && strcmp(name, "routes") == 0) {
+                load_routes(ld, s);
+                continue;
+            }
             int idx = param_find(gname, name);
             if (idx < 0) {
                 load_error(ld, display_file(ld, config_setting_source_file(s), fbuf, sizeof fbuf),
@@ -937,6 +1190,7 @@ void config_free(struct config *cfg)
         else if (params[i].type == CONFIG_LIST)
             list_free((struct config_list *)field_of(cfg, &params[i]));
     }
+    routes_free(cfg->routes, cfg->nroutes);
     free(cfg->source);
     free(cfg);
 }
@@ -953,7 +1207,7 @@ void config_errors_fini(struct config_errors *errs)
 }
 
 /* field_equal - whether p's field is the same in a and b. */
-static bool field_equal(const struct param *p, const struct config *a, const struct config *b)
+static bool field_equal(const struct param *p, const void *a, const void *b)
 {
     const void *x = field_of(a, p), *y = field_of(b, p);
 
@@ -1034,7 +1288,7 @@ static char *bounds_text(const struct param *p, char *buf, size_t buflen)
 
 /* print_value - p's field of cfg in the file's syntax. Sizes and durations are strings with a
  * unit, which read better and dodge libconfig's 32-bit integer literals. */
-static void print_value(const struct param *p, const struct config *cfg, FILE *out)
+static void print_value(const struct param *p, const void *cfg, FILE *out)
 {
     const void *f = field_of(cfg, p);
     char buf[64];
@@ -1067,6 +1321,36 @@ static void print_value(const struct param *p, const struct config *cfg, FILE *o
     }
 }
 
+/* print_routes - verify.routes in the file's syntax; with none, a commented example that lists
+ * every setting of a route with its explanation. */
+static void print_routes(const struct config *cfg, FILE *out)
+{
+    char bounds[320];
+
+    fputs("  # where the recipients of some domains are verified, and how; a domain without a\n"
+          "  # route is not verified. Read at start only.\n", out);
+    if (cfg->nroutes == 0) {
+        fputs("  # routes = ( {\n", out);
+        for (size_t i = 0; i < NROUTE_PARAMS; i++)
+            fprintf(out, "  #   %s = ...; # %s%s\n", route_params[i].name, route_params[i].help,
+                    bounds_text(&route_params[i], bounds, sizeof bounds));
+        fputs("  # } );\n  routes = ( );\n", out);
+        return;
+    }
+    fputs("  routes = (\n", out);
+    for (size_t r = 0; r < cfg->nroutes; r++) {
+        fputs("    {\n", out);
+        for (size_t i = 0; i < NROUTE_PARAMS; i++) {
+            fprintf(out, "      # %s%s\n      %s = ", route_params[i].help,
+                    bounds_text(&route_params[i], bounds, sizeof bounds), route_params[i].name);
+            print_value(&route_params[i], &cfg->routes[r], out);
+            fputs(";\n", out);
+        }
+        fputs(r + 1 < cfg->nroutes ? "    },\n" : "    }\n", out);
+    }
+    fputs("  );\n", out);
+}
+
 int config_print(const struct config *cfg, FILE *out)
 {
     struct config *def = config_defaults();
@@ -1079,6 +1363,8 @@ int config_print(const struct config *cfg, FILE *out)
     for (size_t i = 0; i < NPARAMS; i++) {
         const struct param *p = &params[i];
         if (!group || strcmp(group, p->group) != 0) {
+            if (group && strcmp(group, "verify") == 0)
+                print_routes(cfg, out);
             fprintf(out, "%s\n%s = {\n", group ? "};\n" : "", p->group);
             group = p->group;
         }
@@ -1102,6 +1388,18 @@ int config_print(const struct config *cfg, FILE *out)
     return MXC_OK;
 }
 
+/* routes_equal - whether a and b have the same routes. */
+static bool routes_equal(const struct config *a, const struct config *b)
+{
+    if (a->nroutes != b->nroutes)
+        return false;
+    for (size_t r = 0; r < a->nroutes; r++)
+        for (size_t i = 0; i < NROUTE_PARAMS; i++)
+            if (!field_equal(&route_params[i], &a->routes[r], &b->routes[r]))
+                return false;
+    return true;
+}
+
 char *config_reload_diff(const struct config *old, const struct config *new_, char *buf,
                          size_t buflen)
 {
@@ -1110,6 +1408,10 @@ char *config_reload_diff(const struct config *old, const struct config *new_, ch
     if (buflen == 0)
         return buf;
     buf[0] = '\0';
+    if (!routes_equal(old, new_))
+        used = (size_t)snprintf(buf, buflen, "verify.routes");
+    if (used >= buflen)
+        return buf;
     for (size_t i = 0; i < NPARAMS; i++) {
         const struct param *p = &params[i];
         if (p->reload || field_equal(p, old, new_))
@@ -1128,7 +1430,7 @@ char *config_reload_diff(const struct config *old, const struct config *new_, ch
 }
 
 /* field_copy - replaces p's field in dst by a copy of src's. */
-static int field_copy(const struct param *p, struct config *dst, const struct config *src)
+static int field_copy(const struct param *p, void *dst, const void *src)
 {
     void *x = field_of(dst, p);
     const void *y = field_of(src, p);
@@ -1166,8 +1468,29 @@ static int field_copy(const struct param *p, struct config *dst, const struct co
     return MXC_EINVAL;
 }
 
+/* routes_copy - replaces dst's routes by copies of src's. 0 or MXC_ENOMEM (dst unchanged). */
+static int routes_copy(struct config *dst, const struct config *src)
+{
+    struct config_route *r = calloc(src->nroutes ? src->nroutes : 1, sizeof *r);
+
+    if (!r)
+        return MXC_ENOMEM;
+    for (size_t k = 0; k < src->nroutes; k++)
+        for (size_t i = 0; i < NROUTE_PARAMS; i++)
+            if (field_copy(&route_params[i], &r[k], &src->routes[k]) != MXC_OK) {
+                routes_free(r, src->nroutes);
+                return MXC_ENOMEM;
+            }
+    routes_free(dst->routes, dst->nroutes);
+    dst->routes = r;
+    dst->nroutes = src->nroutes;
+    return MXC_OK;
+}
+
 int config_keep_static(struct config *new_, const struct config *old)
 {
+    if (!routes_equal(old, new_) && routes_copy(new_, old) != MXC_OK)
+        return MXC_ENOMEM;
     for (size_t i = 0; i < NPARAMS; i++) {
         const struct param *p = &params[i];
         if (p->reload || field_equal(p, old, new_))

@@ -33,11 +33,29 @@ struct config_list {
 #define CONFIG_CTYPE_LIST struct config_list
 #define CONFIG_FIELD(group, name, type, field, def, min, max, choices, reload, help) \
     CONFIG_CTYPE_##type field;
+/* One element of verify.routes (MXCACHED_ROUTE_PARAMS). */
+struct config_route {
+    MXCACHED_ROUTE_PARAMS(CONFIG_FIELD)
+};
+
 struct config {
     MXCACHED_PARAMS(CONFIG_FIELD)
+    struct config_route *routes; /* verify.routes, in the file's order */
+    size_t nroutes;
     char *source;  /* path of the file it came from, or NULL for the embedded defaults */
 };
 #undef CONFIG_FIELD
+
+#define CONFIG_ROUTE_HOSTS_MAX 8 /* hosts of one route */
+
+/* config_route_for - the route whose domains cover domain (canonical: lower case), -1 when
+ * none: an exact entry "example.com", or ".example.com" for a subdomain of it; the exact entry
+ * of any route wins over a parent's ".domain". */
+int config_route_for(const struct config *cfg, const char *domain);
+
+/* config_route_host - splits a route host "name:port", "[v6]:port" or "name" (port 25) into
+ * name (without brackets) and port. Returns 0, or MXC_EINVAL for anything else. */
+int config_route_host(const char *host, char *name, size_t namelen, unsigned *port);
 
 /* Index values of the ENUM settings, in the order of their choices in params.h. */
 enum { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_NOTICE, LOG_LEVEL_WARNING, LOG_LEVEL_ERR };

@@ -96,11 +96,66 @@
       "files of client whitelists in postgrey's whitelist_clients format")                      \
     X("whitelist", "recipient_files", LIST, whitelist_recipient_files, "", 0, 0, NULL, 1,          \
       "files of recipient whitelists in postgrey's whitelist_recipients format")                \
+    X("verify", "enabled", BOOL, verify_enabled, "true", 0, 0, NULL, 1,                            \
+      "verify the recipients of domains that have a route by asking their backend (SMTP probe)") \
+    X("verify", "positive_ttl", DURATION, verify_positive_ttl, "31d", 60000, 31536000000ll, NULL,  \
+      1, "how long a recipient the backend accepted is known to exist")                          \
+    X("verify", "refresh_after", DURATION, verify_refresh_after, "7d", 60000, 31536000000ll, NULL, \
+      1, "after this, a known recipient is still served while one probe refreshes it")           \
+    X("verify", "negative_ttl", DURATION, verify_negative_ttl, "3h", 1000, 2592000000ll, NULL, 1,  \
+      "how long a recipient the backend rejected (5xx) stays rejected")                          \
+    X("verify", "tempfail_ttl", DURATION, verify_tempfail_ttl, "1m", 1000, 86400000, NULL, 1,      \
+      "how long a failed probe (4xx, timeout, no backend) is remembered: no probe meanwhile")   \
+    X("verify", "reject_5xx", BOOL, verify_reject_5xx, "true", 0, 0, NULL, 1,                      \
+      "pass a backend's 5xx on word for word; false: the same text as 450 (Postfix's caution)") \
+    X("verify", "wait", DURATION, verify_wait, "3s", 0, 60000, NULL, 1,                            \
+      "how long a Check waits for a running probe; keep it below the policy hook's timeout")    \
+    X("verify", "pending_text", STRING, verify_pending_text,                                       \
+      "Recipient address verification in progress", 0, 0, NULL, 1,                             \
+      "text of the 450 4.1.1 answer given when a probe takes longer than wait")                  \
+    X("verify", "max_probes", INT, verify_max_probes, "10000", 1, 1000000, NULL, 0,                \
+      "probes running or queued at once, in all; beyond, new recipients get 4xx")               \
+    X("verify", "client_probes_per_minute", INT, verify_client_probes_per_minute, "60", 0,         \
+      1000000, NULL, 0, "new probes one client network may cause per minute; 0: no limit")      \
+    X("verify", "circuit_failures", INT, verify_circuit_failures, "5", 1, 1000, NULL, 0,           \
+      "failed probes in a row after which a route's backends get no probes for circuit_open")   \
+    X("verify", "circuit_open", DURATION, verify_circuit_open, "30s", 1000, 3600000, NULL, 0,      \
+      "how long a failing route gets no probes before one trial probe")                         \
+    X("verify", "acceptall_interval", DURATION, verify_acceptall_interval, "1h", 0, 604800000,     \
+      NULL, 0, "how often each routed domain is probed with an address that cannot exist; 0: on demand only") \
     X("admin", "list_page_size", INT, list_page_size, "100", 1, 100000, NULL, 1,                   \
       "entries per list page when the client does not say")                                       \
     X("admin", "list_page_max", INT, list_page_max, "1000", 1, 100000, NULL, 1,                    \
       "most entries per list page")                                                               \
     X("admin", "flush_batch", INT, flush_batch, "10000", 1, 1000000, NULL, 1,                      \
       "most entries one flush request deletes; the client repeats until done")
+
+/* The settings of one route, an element of verify.routes = ( { ... }, ... ): where the
+ * recipients of some domains are verified, and how. Same columns as above; the group column is
+ * only a label, messages name the setting verify.routes[N].name. A route's domains and hosts are
+ * required. Routes are read at start only (a restart changes them). */
+#define MXCACHED_ROUTE_PARAMS(X)                                                                  \
+    X("route", "domains", LIST, domains, "", 0, 0, NULL, 0,                                        \
+      "recipient domains verified by this route; \".example.com\" also covers subdomains")        \
+    X("route", "hosts", LIST, hosts, "", 0, 0, NULL, 0,                                            \
+      "backend hosts, \"host:port\" (port 25 if left out), tried in this order")               \
+    X("route", "helo", STRING, helo, "localhost", 0, 0, NULL, 0,                                   \
+      "the EHLO/HELO name the probes give")                                                      \
+    X("route", "mail_from", STRING, mail_from, "", 0, 0, NULL, 0,                                  \
+      "the probes' MAIL FROM address; \"\": the null sender <>")                                \
+    X("route", "connect_timeout", DURATION, connect_timeout, "5s", 100, 300000, NULL, 0,           \
+      "how long a probe waits for the TCP connection")                                           \
+    X("route", "greeting_timeout", DURATION, greeting_timeout, "10s", 100, 300000, NULL, 0,        \
+      "how long a probe waits for the backend's greeting")                                       \
+    X("route", "command_timeout", DURATION, command_timeout, "10s", 100, 300000, NULL, 0,          \
+      "how long a probe waits for the reply to each command")                                    \
+    X("route", "max_sessions", INT, max_sessions, "4", 1, 1000, NULL, 0,                           \
+      "SMTP sessions open at once to each backend host")                                         \
+    X("route", "session_probes", INT, session_probes, "100", 1, 100000, NULL, 0,                   \
+      "probes one session runs (RSET between them) before it ends")                              \
+    X("route", "session_idle", DURATION, session_idle, "5s", 0, 600000, NULL, 0,                   \
+      "how long an idle session stays open for the next probe")                                  \
+    X("route", "probes_per_second", INT, probes_per_second, "50", 0, 1000000, NULL, 0,             \
+      "new probes per second to this route's backends; 0: no limit")
 
 #endif

@@ -388,7 +388,7 @@ static const struct bad_case {
     {"duplicate setting", "server = {\n  workers = 4;\n  workers = 5;\n};\n", 3,
      "duplicate setting name"},
     {"unknown group", "# comment\n\nsrever = {\n  workers = 4;\n};\n", 3,
-     "unknown group srever (groups: server, log, store, policy, greylist, whitelist, admin)"},
+     "unknown group srever (groups: server, log, store, policy, greylist, whitelist, verify, admin)"},
     {"unknown setting", "server = {\n  workers = 4;\n  wrokers = 5;\n};\n", 3,
      "server.wrokers: unknown setting (settings of server: listen, workers,"},
     {"nested group", "store = {\n  rocksdb = {\n    x = 1;\n  };\n};\n", 2,
@@ -454,6 +454,36 @@ static const struct bad_case {
     {"control character", "policy = {\n  default_text = \"a\\nb\";\n};\n", 2,
      "policy.default_text: \"a\\x0ab\" contains control characters"},
     {"empty store path", "store = {\n  path = \"\";\n};\n", 2, "store.path: empty"},
+    {"routes not a list", "verify = {\n  routes = 5;\n};\n", 2,
+     "verify.routes: wrong type: expected a list of groups"},
+    {"route not a group", "verify = {\n  routes = (\n    \"x\"\n  );\n};\n", 2,
+     "verify.routes[0]: wrong type: expected a group"},
+    {"unknown route setting",
+     "verify = {\n  routes = (\n    { domains = [ \"a.example\" ]; hosts = [ \"h.example\" ];\n"
+     "      bogus = 1; }\n  );\n};\n", 4,
+     "verify.routes[0].bogus: unknown setting (settings of a route: domains, hosts, helo,"},
+    {"route without hosts", "verify = {\n  routes = (\n\n    { domains = [ \"a.example\" ]; }\n  );\n};\n",
+     4, "verify.routes[0].hosts: empty: give the backend hosts"},
+    {"route without domains", "verify = {\n  routes = ( { hosts = [ \"h.example\" ]; } );\n};\n", 2,
+     "verify.routes[0].domains: empty"},
+    {"route host with a bad port",
+     "verify = {\n  routes = (\n    { domains = [ \"a.example\" ]; hosts = [ \"h.example:0\" ]; }\n  );\n};\n",
+     3, "verify.routes[0].hosts: bad host \"h.example:0\": expected host:port"},
+    {"route host bracketed but not IPv6",
+     "verify = {\n  routes = (\n    { domains = [ \"a.example\" ]; hosts = [ \"[h.example]:25\" ]; }\n  );\n};\n",
+     3, "verify.routes[0].hosts: bad host \"[h.example]:25\""},
+    {"route domain in two routes",
+     "verify = {\n  routes = (\n    { domains = [ \"a.example\" ]; hosts = [ \"h.example\" ]; },\n"
+     "    { domains = [ \"A.Example\" ]; hosts = [ \"h.example\" ]; }\n  );\n};\n",
+     4, "verify.routes[1].domains: \"a.example\" is also in verify.routes[0]"},
+    {"route mail_from not an address",
+     "verify = {\n  routes = (\n    { domains = [ \"a.example\" ]; hosts = [ \"h.example\" ];\n"
+     "      mail_from = \"nobody\"; }\n  );\n};\n",
+     3, "verify.routes[0].mail_from: \"nobody\" is not a mail address"},
+    {"route timeout out of range",
+     "verify = {\n  routes = (\n    { domains = [ \"a.example\" ]; hosts = [ \"h.example\" ];\n"
+     "      connect_timeout = \"1h\"; }\n  );\n};\n",
+     4, "verify.routes[0].connect_timeout: 1h is out of range: allowed 100ms to 5m"},
     {"defer with a 5xx code",
      "policy = {\n  default_action = \"defer\";\n  default_code = 550;\n};\n", 3,
      "policy.default_action defer needs a 4xx policy.default_code, not 550"},
@@ -707,6 +737,96 @@ START_TEST(test_include)
 }
 END_TEST
 
+/* ---- verify.routes ---- */
+
+static const char routes_text[] =
+    "verify = {\n"
+    "  routes = (\n"
+    "    { domains = [ \"Example.COM\", \".example.com\" ];\n"
+    "      hosts = [ \"127.0.0.1:2525\", \"[::1]:25\", \"backup.example.net\" ];\n"
+    "      helo = \"mx1.example.com\"; },\n"
+    "    { domains = [ \"a.example.com\", \"example.org\" ]; hosts = [ \"10.0.0.5\" ];\n"
+    "      mail_from = \"verify@example.org\"; max_sessions = 2; session_idle = \"0s\"; }\n"
+    "  );\n"
+    "};\n";
+
+/* Routes load with their defaults and canonical domains, and pick the right route. */
+START_TEST(test_routes)
+{
+    struct config_errors errs = {0};
+    char path[PATH_MAX], name[300];
+    unsigned port;
+    struct config *c = load_text("routes.conf", routes_text, &errs, path, sizeof path);
+
+    dump_errors(&errs);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_uint_eq(c->nroutes, 2);
+    ck_assert_uint_eq(c->routes[0].domains.n, 2);
+    ck_assert_str_eq(c->routes[0].domains.items[0], "example.com");
+    ck_assert_str_eq(c->routes[0].domains.items[1], ".example.com");
+    ck_assert_str_eq(c->routes[0].helo, "mx1.example.com");
+    ck_assert_str_eq(c->routes[0].mail_from, "");
+    ck_assert_uint_eq(c->routes[0].connect_timeout, 5000);
+    ck_assert_int_eq(c->routes[0].max_sessions, 4);
+    ck_assert_int_eq(c->routes[1].max_sessions, 2);
+    ck_assert_uint_eq(c->routes[1].session_idle, 0);
+    ck_assert_str_eq(c->routes[1].mail_from, "verify@example.org");
+
+    ck_assert_int_eq(config_route_for(c, "example.com"), 0);
+    ck_assert_int_eq(config_route_for(c, "mail.example.com"), 0);
+    ck_assert_int_eq(config_route_for(c, "a.example.com"), 1); /* exact wins over a parent */
+    ck_assert_int_eq(config_route_for(c, "b.a.example.com"), 0);
+    ck_assert_int_eq(config_route_for(c, "example.org"), 1);
+    ck_assert_int_eq(config_route_for(c, "x.example.org"), -1);
+    ck_assert_int_eq(config_route_for(c, "example.net"), -1);
+    ck_assert_int_eq(config_route_for(c, "notexample.com"), -1);
+
+    ck_assert_int_eq(config_route_host("127.0.0.1:2525", name, sizeof name, &port), MXC_OK);
+    ck_assert_str_eq(name, "127.0.0.1");
+    ck_assert_uint_eq(port, 2525);
+    ck_assert_int_eq(config_route_host("[::1]:26", name, sizeof name, &port), MXC_OK);
+    ck_assert_str_eq(name, "::1");
+    ck_assert_uint_eq(port, 26);
+    ck_assert_int_eq(config_route_host("backup.example.net", name, sizeof name, &port), MXC_OK);
+    ck_assert_uint_eq(port, 25);
+    static const char *const bad[] = {"", ":25", "h:", "h:x", "h:65536", "h:1:2", "[::1", "[::1]x",
+                                      "[1.2.3.4]:25", "bad_host:25", "h:-1"};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        ck_assert_msg(config_route_host(bad[i], name, sizeof name, &port) == MXC_EINVAL, "%s", bad[i]);
+
+    /* Printed and read back: the same routes. */
+    char out[PATH_MAX];
+    snprintf(out, sizeof out, "%s/routes-printed.conf", tmpdir);
+    FILE *fp = fopen(out, "w");
+    ck_assert_ptr_nonnull(fp);
+    ck_assert_int_eq(config_print(c, fp), MXC_OK);
+    fclose(fp);
+    struct config *back = config_load(out, &errs);
+    dump_errors(&errs);
+    ck_assert_ptr_nonnull(back);
+    ck_assert_uint_eq(back->nroutes, 2);
+    ck_assert(list_eq(&back->routes[0].hosts, &c->routes[0].hosts));
+    ck_assert(list_eq(&back->routes[1].domains, &c->routes[1].domains));
+    ck_assert_str_eq(back->routes[1].mail_from, "verify@example.org");
+    ck_assert_uint_eq(back->routes[1].session_idle, 0);
+
+    /* Routes are read at start only: a reload that changes them keeps the running ones. */
+    struct config *none = config_defaults();
+    char diff[256];
+    config_reload_diff(c, none, diff, sizeof diff);
+    ck_assert_str_eq(diff, "verify.routes");
+    config_reload_diff(c, back, diff, sizeof diff);
+    ck_assert_str_eq(diff, "");
+    ck_assert_int_eq(config_keep_static(none, c), MXC_OK);
+    ck_assert_uint_eq(none->nroutes, 2);
+    ck_assert_str_eq(none->routes[1].mail_from, "verify@example.org");
+    config_free(none);
+    config_free(back);
+    config_free(c);
+    config_errors_fini(&errs);
+}
+END_TEST
+
 /* ---- config_print ---- */
 
 /* print_and_reload - prints c into tmpdir/name, loads it back and checks that it is equal. */
@@ -924,6 +1044,7 @@ static Suite *config_suite(void)
     TCase *tc = tcase_create("core");
 
     tcase_add_test(tc, test_defaults);
+    tcase_add_test(tc, test_routes);
     tcase_add_test(tc, test_empty_file);
     tcase_add_test(tc, test_overrides);
     tcase_add_loop_test(tc, test_spellings, 0, (int)(sizeof spellings / sizeof spellings[0]));
