@@ -46,7 +46,8 @@ struct probe_route {
     uint64_t connect_ms;             /* TCP connect */
     uint64_t greeting_ms;            /* the 220 greeting after connect */
     uint64_t command_ms;             /* each reply after a command */
-    unsigned max_sessions;           /* sessions open at once per host (>= 1) */
+    unsigned max_sessions;           /* sessions open at once per host of this route (>= 1; a
+                                        host named in two routes has a count in each) */
     unsigned session_probes;         /* probes per session, RSET between them (>= 1) */
     uint64_t session_idle_ms;        /* an idle session is closed after this; 0: at once */
 };
@@ -74,7 +75,9 @@ struct probe_result {
     char detail[PROBE_DETAIL_MAX];   /* FAILED: why, e.g. "127.0.0.1:2525: greeting: timeout
                                         after 5000 ms"; "" otherwise */
     char transcript[PROBE_TRANSCRIPT_MAX]; /* "C: MAIL FROM:<>\nS: 250 2.1.0 Ok\n..." when asked
-                                        for, cut at the end; "" otherwise */
+                                        for: the session's greeting and EHLO first, each reply
+                                        as parsed (one line, cleaned text), cut between two
+                                        lines when full; "" otherwise */
     uint64_t duration_ms;            /* from submit to result */
     bool reused;                     /* ran in a session opened for an earlier probe */
 };
@@ -101,8 +104,9 @@ int probe_engine_fd(const struct probe_engine *e);
 
 /* probe_submit - queues a probe of address (a mailbox without <>, validated by the caller) on
  * route (an index into the options' routes). With transcript, the result carries the dialogue.
- * Returns 0, MXC_EAGAIN when max_queued probes are unfinished, MXC_EINVAL for a bad route or an
- * address with a control byte, space or angle bracket, or longer than 254 bytes. */
+ * Returns 0, MXC_EAGAIN when max_queued probes are unfinished, MXC_ENOMEM, MXC_EINVAL for a bad
+ * route or an address that is empty, longer than 254 bytes, or has a control byte, space, angle
+ * bracket or a byte above 0x7e (a probe does not negotiate SMTPUTF8). Never blocks. */
 int probe_submit(struct probe_engine *e, unsigned route, const char *address, uint64_t token,
                  bool transcript);
 
