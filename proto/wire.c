@@ -296,6 +296,7 @@ static const struct name_map bodies[] = {
     {MXCACHE__REQUEST__BODY_WHITELIST_REMOVE, "whitelist_remove"},
     {MXCACHE__REQUEST__BODY_WHITELIST_LIST, "whitelist_list"},
     {MXCACHE__REQUEST__BODY_COMPACT, "compact"},
+    {MXCACHE__REQUEST__BODY_VERIFY, "verify"},
     {0, NULL},
 };
 

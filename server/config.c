@@ -771,6 +771,9 @@ static void check_route(struct load *ld, struct config_route *routes, size_t i, 
 
     if (r->domains.n == 0)
         load_error(ld, file, line, "verify.routes[%zu].domains: empty: give the recipient domains this route verifies", i);
+    if (r->domains.n > CONFIG_ROUTE_DOMAINS_MAX)
+        load_error(ld, file, line, "verify.routes[%zu].domains: %zu domains, at most %d (use \".domain\" for subdomains)",
+                   i, r->domains.n, CONFIG_ROUTE_DOMAINS_MAX);
     for (size_t k = 0; k < r->domains.n; k++) {
         const char *d = r->domains.items[k];
         bool sub = d[0] == '.';

@@ -46,7 +46,8 @@ struct config {
 };
 #undef CONFIG_FIELD
 
-#define CONFIG_ROUTE_HOSTS_MAX 8 /* hosts of one route */
+#define CONFIG_ROUTE_HOSTS_MAX 8    /* hosts of one route */
+#define CONFIG_ROUTE_DOMAINS_MAX 64 /* domains of one route */
 
 /* config_route_for - the route whose domains cover domain (canonical: lower case), -1 when
  * none: an exact entry "example.com", or ".example.com" for a subdomain of it; the exact entry

@@ -21,6 +21,7 @@
     X(CTR_REQ_WHITELIST_REMOVE, "requests_whitelist_remove")                  \
     X(CTR_REQ_WHITELIST_LIST, "requests_whitelist_list")                      \
     X(CTR_REQ_COMPACT, "requests_compact")                                    \
+    X(CTR_REQ_VERIFY, "requests_verify")                                      \
     X(CTR_ERR_MALFORMED, "requests_malformed")                                \
     X(CTR_ERR_TOO_LARGE, "requests_too_large")                                \
     X(CTR_ERR_VERSION, "requests_bad_version")                                \
@@ -38,6 +39,33 @@
     X(CTR_RULE_GREYLIST_EARLY, "decisions_rule_greylist_early")               \
     X(CTR_RULE_GREYLIST_PASS, "decisions_rule_greylist_pass")                 \
     X(CTR_RULE_GREYLIST_KNOWN, "decisions_rule_greylist_known")               \
+    X(CTR_RULE_VERIFY_POSITIVE, "decisions_rule_verify_positive")             \
+    X(CTR_RULE_VERIFY_NEGATIVE, "decisions_rule_verify_negative")             \
+    X(CTR_RULE_VERIFY_TEMPFAIL, "decisions_rule_verify_tempfail")             \
+    X(CTR_RULE_VERIFY_PENDING, "decisions_rule_verify_pending")               \
+    X(CTR_RULE_VERIFY_REFUSED, "decisions_rule_verify_refused")               \
+    X(CTR_RULE_VERIFY_ACCEPTALL, "decisions_rule_verify_acceptall")           \
+    X(CTR_RULE_VERIFY_BAD_ADDRESS, "decisions_rule_verify_bad_address")       \
+    X(CTR_VERIFY_WAITED, "verify_checks_waited")    /* Checks that waited for a probe */ \
+    X(CTR_VERIFY_ASKED, "verify_probe_questions")   /* questions to the prober */ \
+    X(CTR_VERIFY_JOINED, "verify_probe_joined")     /* ... that joined a running probe */ \
+    X(CTR_VERIFY_STARTED, "verify_probes_started")                            \
+    X(CTR_VERIFY_REFUSED_CLIENT, "verify_refused_client_limit")               \
+    X(CTR_VERIFY_REFUSED_ROUTE, "verify_refused_route_limit")                 \
+    X(CTR_VERIFY_REFUSED_CIRCUIT, "verify_refused_circuit_open")              \
+    X(CTR_VERIFY_REFUSED_BUSY, "verify_refused_busy")                         \
+    X(CTR_VERIFY_ACCEPTALL_PROBES, "verify_acceptall_probes")                 \
+    X(CTR_PROBE_ACCEPTED, "probe_results_accepted")                           \
+    X(CTR_PROBE_REJECTED, "probe_results_rejected")                           \
+    X(CTR_PROBE_TEMPFAIL, "probe_results_tempfail")                           \
+    X(CTR_PROBE_FAILED, "probe_results_failed")                               \
+    X(CTR_PROBE_SESSIONS, "probe_sessions_opened")                            \
+    X(CTR_PROBE_SESSIONS_REUSED, "probe_sessions_reused")                     \
+    X(CTR_PROBE_CONNECT_FAILURES, "probe_connect_failures")                   \
+    X(CTR_GAUGE_PROBES_RUNNING, "verify_probes_running")      /* now, not a total */ \
+    X(CTR_GAUGE_CIRCUITS_OPEN, "verify_circuits_open")        /* now */ \
+    X(CTR_GAUGE_ACCEPT_ALL, "verify_domains_accept_all")      /* now */ \
+    X(CTR_VERIFY_REFRESHES, "verify_refreshes_due") /* cached positives due for refresh */ \
     X(CTR_GREYLIST_NEW, "greylist_new")             /* new triplets deferred */ \
     X(CTR_GREYLIST_DEFERRED, "greylist_deferred")   /* early retries deferred */ \
     X(CTR_GREYLIST_PASSED, "greylist_passed")       /* retries after the delay */ \
@@ -67,6 +95,12 @@ static inline void ctr_add(struct counters *c, enum counter_id id, uint64_t n)
 {
     atomic_store_explicit(&c->v[id], atomic_load_explicit(&c->v[id], memory_order_relaxed) + n,
                           memory_order_relaxed);
+}
+
+/* ctr_set - sets counter id (a figure copied from elsewhere, or a gauge); owning thread only. */
+static inline void ctr_set(struct counters *c, enum counter_id id, uint64_t v)
+{
+    atomic_store_explicit(&c->v[id], v, memory_order_relaxed);
 }
 
 /* counters_name - the counter's name as the Stats request reports it. */

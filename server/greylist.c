@@ -401,6 +401,12 @@ static void make_keys(const struct greylist *gl, const Mxcache__CheckRequest *q,
             t->awl_key);
 }
 
+void greylist_client(const struct greylist *gl, const Mxcache__CheckRequest *q, char *out,
+                     size_t outlen)
+{
+    client_identity(gl, q, out, outlen, NULL, 0);
+}
+
 int greylist_keys(const struct greylist *gl, const Mxcache__CheckRequest *q, char *key,
                   char *awl_key)
 {

@@ -123,6 +123,12 @@ int greylist_check(const struct greylist *gl, store_batch *b, const Mxcache__Che
  * "greylist_early", "greylist_pass", "greylist_known" ("" for GREYLIST_SKIPPED). */
 const char *greylist_rule_name(enum greylist_rule rule);
 
+/* greylist_client - the client identity of q as greylisting sees it (its network, or the
+ * registered domain of its verified name), in clear, into out (GREYLIST_CLIENT_MAX + 1 bytes):
+ * also the key of the per-client probe limit of verification. */
+void greylist_client(const struct greylist *gl, const Mxcache__CheckRequest *q, char *out,
+                     size_t outlen);
+
 /* greylist_keys - the greylist and AWL keys q would be stored under (hashed with hash_keys),
  * for tests and diagnostics: key (GREYLIST_KEY_MAX bytes) and awl_key (GREYLIST_KEY_MAX bytes).
  * Returns 0. */

@@ -50,6 +50,9 @@ struct handler {
     const struct config *cfg;
     const struct greylist *gl;
     const struct wlfile *wf;
+    struct verify_conf vconf;
+    const uint8_t *cur_msg;  /* the request being handled, for a Check decided again later */
+    size_t cur_len;
     uint64_t now_ms;
     /* whitelist keys written in this round, mirrored into memory after the commit */
     struct wl_touch *touched;
@@ -94,6 +97,13 @@ void handler_begin(struct handler *h, const struct policy *pol)
     h->cfg = pol->cfg;
     h->gl = pol->gl;
     h->wf = pol->wf;
+    h->vconf = (struct verify_conf){
+        .positive_ttl_ms = pol->cfg->verify_positive_ttl,
+        .refresh_after_ms = pol->cfg->verify_refresh_after,
+        .negative_ttl_ms = pol->cfg->verify_negative_ttl,
+        .tempfail_ttl_ms = pol->cfg->verify_tempfail_ttl,
+        .reject_5xx = pol->cfg->verify_reject_5xx,
+    };
     h->now_ms = store_now_ms(h->env->st);
     h->ntouched = 0;
     h->durable = false;
@@ -189,6 +199,217 @@ static const enum counter_id greylist_rule_counter[] = {
     [GREYLIST_KNOWN] = CTR_RULE_GREYLIST_KNOWN,
 };
 
+/* ---- verification ---- */
+
+enum { VSTEP_NONE, VSTEP_DECIDED, VSTEP_PARKED };
+
+void handler_verify_free(struct handler_verify *v)
+{
+    if (!v)
+        return;
+    free(v->request);
+    free(v);
+}
+
+/* verify_to_reply - cr from the cache's answer a for address (not a miss): a pass keeps prepend;
+ * vr holds the texts cr points at. */
+static void verify_to_reply(struct handler *h, const struct verify_answer *a, const char *address,
+                            const char *prepend, struct verify_reply *vr, Mxcache__CheckReply *cr)
+{
+    verify_reply(&h->vconf, a, address, vr);
+    cr->fact_age_ms = h->now_ms > a->probed_at_ms ? h->now_ms - a->probed_at_ms : 0;
+    if (!vr->reject && !vr->defer) {
+        cr->action = MXCACHE__ACTION__ACTION_DUNNO;
+        cr->rule = "verify_positive";
+        cr->prepend = (char *)prepend;
+        return;
+    }
+    cr->action = vr->reject ? MXCACHE__ACTION__ACTION_REJECT : MXCACHE__ACTION__ACTION_DEFER;
+    cr->smtp_code = vr->code;
+    cr->enhanced_status = vr->status;
+    cr->text = vr->text;
+    cr->prepend = "";
+    cr->rule = a->state == VERIFY_NEGATIVE ? "verify_negative" : "verify_tempfail";
+}
+
+/* verify_defer - cr as a temporary refusal by verification with rule and text. */
+static void verify_defer(Mxcache__CheckReply *cr, const char *rule, const char *text)
+{
+    cr->action = MXCACHE__ACTION__ACTION_DEFER;
+    cr->smtp_code = VERIFY_DEFER_CODE;
+    cr->enhanced_status = VERIFY_DEFER_STATUS;
+    cr->text = (char *)text;
+    cr->prepend = "";
+    cr->rule = (char *)rule;
+}
+
+static enum counter_id verify_rule_counter(const char *rule)
+{
+    static const struct {
+        const char *rule;
+        enum counter_id ctr;
+    } map[] = {
+        {"verify_positive", CTR_RULE_VERIFY_POSITIVE}, {"verify_negative", CTR_RULE_VERIFY_NEGATIVE},
+        {"verify_tempfail", CTR_RULE_VERIFY_TEMPFAIL}, {"verify_pending", CTR_RULE_VERIFY_PENDING},
+        {"verify_refused", CTR_RULE_VERIFY_REFUSED},   {"verify_acceptall", CTR_RULE_VERIFY_ACCEPTALL},
+    };
+    for (size_t i = 0; i < sizeof map / sizeof map[0]; i++)
+        if (strcmp(map[i].rule, rule) == 0)
+            return map[i].ctr;
+    return CTR_RULE_VERIFY_BAD_ADDRESS;
+}
+
+/* verify_step - the verification of q's recipient after the cheap checks passed (prepend:
+ * greylisting's header, "" if none). VSTEP_NONE: it does not apply (off, no route for the
+ * domain); VSTEP_DECIDED: cr is the answer (from the cache, or a bad address), and out->verify
+ * asks for a refresh when one is due; VSTEP_PARKED: out->verify says which probe the Check waits
+ * for. Negative: an MXC_E* code (err filled for a store error). */
+static int verify_step(struct handler *h, const Mxcache__CheckRequest *q, const char *prepend,
+                       bool rerun, Mxcache__CheckReply *cr, struct verify_reply *vr, char *expl,
+                       struct handler_reply *out, char *err, size_t errlen)
+{
+    const struct config *cfg = h->cfg;
+    const char *rcpt = q->recipient ? q->recipient : "";
+    char addr[ADDR_MAX_PATH + 1], dom[ADDR_MAX_DOMAIN + 1];
+    struct verify_answer a;
+    int route, rc;
+
+    if (!cfg->verify_enabled || cfg->nroutes == 0) {
+        explain_add(expl, "verify: %s\n", cfg->verify_enabled ? "no routes" : "off (verify.enabled = false)");
+        return VSTEP_NONE;
+    }
+    if (addr_mailbox_canon(rcpt, strlen(rcpt), false, addr, sizeof addr) != MXC_OK) {
+        /* Security: nothing that fails the syntax check may reach a probe. It is refused only
+         * for a routed domain, and only temporarily: the syntax check may be stricter than the
+         * backend (the sender's MTA then gives up and bounces, not us). */
+        const char *at = strrchr(rcpt, '@');
+        if (!at || addr_domain_canon(at + 1, strlen(at + 1), dom, sizeof dom) != MXC_OK ||
+            config_route_for(cfg, dom) < 0) {
+            explain_add(expl, "verify: the recipient is no mail address of a routed domain\n");
+            return VSTEP_NONE;
+        }
+        verify_defer(cr, "verify_bad_address", "Recipient address cannot be verified");
+        cr->enhanced_status = "4.1.3";
+        if (!q->explain)
+            ctr_add(h->ctr, CTR_RULE_VERIFY_BAD_ADDRESS, 1);
+        explain_add(expl, "verify: the recipient of routed domain %s is no valid mail address: "
+                    "no probe\n", dom);
+        return VSTEP_DECIDED;
+    }
+    const char *domain = addr_domain_of(addr);
+    if ((route = config_route_for(cfg, domain)) < 0) {
+        explain_add(expl, "verify: no route for domain %s\n", domain);
+        return VSTEP_NONE;
+    }
+    if ((rc = verify_lookup(h->batch, addr, h->now_ms, &a, err, errlen)) != MXC_OK)
+        return rc;
+    if (a.state == VERIFY_MISS || a.refresh) {
+        struct handler_verify *v = calloc(1, sizeof *v);
+        if (!v)
+            return MXC_ENOMEM;
+        v->park = a.state == VERIFY_MISS;
+        v->count = !q->explain;
+        v->route = (unsigned)route;
+        snprintf(v->address, sizeof v->address, "%s", addr);
+        snprintf(v->domain, sizeof v->domain, "%s", domain);
+        snprintf(v->prepend, sizeof v->prepend, "%s", prepend);
+        if (h->gl)
+            greylist_client(h->gl, q, v->client, sizeof v->client);
+        else
+            snprintf(v->client, sizeof v->client, "%s", q->client_address ? q->client_address : "");
+        if (q->explain) {
+            explain_add(expl, "verify: %s for %s (route %d, backend %s); a Check would %s\n",
+                        v->park ? "no cached answer" : "the positive answer is due for refresh",
+                        addr, route, cfg->routes[route].hosts.n ? cfg->routes[route].hosts.items[0] : "",
+                        v->park ? "wait for a probe (verify.wait), and get 450 4.1.1 if it takes longer"
+                                : "pass and start one background probe");
+            handler_verify_free(v);
+            if (a.state == VERIFY_MISS) {
+                verify_defer(cr, "verify_probe", cfg->verify_pending_text);
+                return VSTEP_DECIDED;
+            }
+        } else {
+            out->verify = v;
+            if (v->park) {
+                if (rerun) {
+                    if (!(v->request = malloc(h->cur_len ? h->cur_len : 1))) {
+                        handler_verify_free(v);
+                        out->verify = NULL;
+                        return MXC_ENOMEM;
+                    }
+                    memcpy(v->request, h->cur_msg, h->cur_len);
+                    v->request_len = h->cur_len;
+                }
+                ctr_add(h->ctr, CTR_VERIFY_WAITED, 1);
+                return VSTEP_PARKED;
+            }
+            ctr_add(h->ctr, CTR_VERIFY_REFRESHES, 1);
+        }
+    }
+    verify_to_reply(h, &a, addr, prepend, vr, cr);
+    explain_add(expl, "verify: cached %s answer for %s from %s%s%s\n",
+                a.state == VERIFY_POSITIVE ? "positive" : a.state == VERIFY_NEGATIVE ? "negative" : "tempfail",
+                addr, a.backend, a.code ? ": " : "", a.code ? a.text : "");
+    return VSTEP_DECIDED;
+}
+
+int handler_verify_result(struct handler *h, const char *address, const struct probe_result *r,
+                          struct verify_answer *a)
+{
+    char err[256];
+    bool decisive = false;
+    int rc = verify_record(&h->vconf, h->batch, address, r, h->now_ms, &decisive, err, sizeof err);
+
+    if (rc == MXC_OK)
+        rc = verify_lookup(h->batch, address, h->now_ms, a, err, sizeof err);
+    if (rc != MXC_OK) {
+        log_msg(LOG_ERR, "STORE", "op=verify_record error=\"%s\"", err);
+        return rc;
+    }
+    if (decisive)
+        h->durable = true;
+    return MXC_OK;
+}
+
+int handler_verify_reply(struct handler *h, const struct handler_verify *v, uint64_t id,
+                         enum handler_verify_end end, const struct verify_answer *a,
+                         struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__CheckReply cr = MXCACHE__CHECK_REPLY__INIT;
+    struct verify_reply vr;
+
+    memset(out, 0, sizeof *out);
+    switch (end) {
+    case HANDLER_VERIFY_ANSWER:
+        if (a->state != VERIFY_MISS) {
+            verify_to_reply(h, a, v->address, v->prepend, &vr, &cr);
+            break;
+        }
+        /* A result the cache could not keep (a store error): temporary, like any failure. */
+        verify_defer(&cr, "verify_tempfail", VERIFY_TEMPFAIL_TEXT);
+        break;
+    case HANDLER_VERIFY_PENDING: verify_defer(&cr, "verify_pending", h->cfg->verify_pending_text); break;
+    case HANDLER_VERIFY_REFUSED: verify_defer(&cr, "verify_refused", VERIFY_TEMPFAIL_TEXT); break;
+    case HANDLER_VERIFY_ACCEPT_ALL:
+        cr.action = MXCACHE__ACTION__ACTION_DUNNO;
+        cr.rule = "verify_acceptall";
+        cr.prepend = (char *)v->prepend;
+        break;
+    }
+    if (v->count) {
+        ctr_add(h->ctr, verify_rule_counter(cr.rule), 1);
+        ctr_add(h->ctr, cr.action == MXCACHE__ACTION__ACTION_DUNNO   ? CTR_DECISION_DUNNO
+                        : cr.action == MXCACHE__ACTION__ACTION_DEFER ? CTR_DECISION_DEFER
+                                                                     : CTR_DECISION_REJECT, 1);
+    }
+    log_msg(LOG_DEBUG, "VERIFY", "id=%llu recipient=%s rule=%s action=%s", (unsigned long long)id,
+            v->address, cr.rule, wire_action_name(cr.action));
+    rep.body_case = MXCACHE__REPLY__BODY_CHECK;
+    rep.check = &cr;
+    return pack_reply(&rep, id, out);
+}
+
 /* do_check - the policy question: whitelists, then greylisting, then the configured default.
  * With q->explain the same decision is made, nothing is written and nothing counted as a
  * decision, and the reply carries an account of each step. */
@@ -199,9 +420,10 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
     Mxcache__CheckReply cr = MXCACHE__CHECK_REPLY__INIT;
     const struct config *cfg = h->cfg;
     struct greylist_result gr;
+    struct verify_reply vr;
     char matched[WL_KEY_MAX], err[256];
     char *expl = NULL;
-    bool count = !q->explain;
+    bool count = !q->explain, greylisted = false;
     int rc;
 
     if (!field_ok(q->client_address, CHECK_MAX_ADDRESS) || !field_ok(q->client_name, CHECK_MAX_NAME) ||
@@ -237,6 +459,28 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
     }
     explain_add(expl, "whitelist: no entry matches\n");
 
+    /* verify.before_greylist: an unknown recipient is refused at once; a known one goes on to
+     * greylisting (a Check that waits for a probe is decided again after it). */
+    bool verified = false;
+    if (cfg->verify_before_greylist) {
+        rc = verify_step(h, q, "", true, &cr, &vr, expl, out, err, sizeof err);
+        if (rc < 0) {
+            free(expl);
+            return rc == MXC_ENOMEM ? rc : reply_store_error(h, id, "check", err, out);
+        }
+        if (rc == VSTEP_PARKED) {
+            free(expl);
+            out->id = id;
+            return MXC_OK;
+        }
+        if (rc == VSTEP_DECIDED && cr.action != MXCACHE__ACTION__ACTION_DUNNO) {
+            if (count)
+                ctr_add(h->ctr, verify_rule_counter(cr.rule), 1);
+            goto reply;
+        }
+        verified = rc == VSTEP_DECIDED;
+    }
+
     if (h->gl) {
         rc = greylist_check(h->gl, h->batch, q, h->now_ms, q->explain, &gr, expl, EXPLAIN_MAX, err,
                             sizeof err);
@@ -261,14 +505,45 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
                 cr.action = MXCACHE__ACTION__ACTION_DUNNO;
                 cr.prepend = gr.prepend;
             }
-            if (count) {
+            if (count)
                 ctr_add(h->ctr, greylist_counter[gr.rule], 1);
-                ctr_add(h->ctr, greylist_rule_counter[gr.rule], 1);
+            if (gr.defer) {
+                if (count)
+                    ctr_add(h->ctr, greylist_rule_counter[gr.rule], 1);
+                goto reply;
             }
-            goto reply;
-        }
-        if (count)
+            greylisted = true; /* passed: verification may still refuse the recipient */
+        } else if (count) {
             ctr_add(h->ctr, CTR_GREYLIST_SKIPPED, 1);
+        }
+    }
+
+    /* Verification comes after the cheap checks: the backend is asked only about mail that
+     * survived them. */
+    if (!cfg->verify_before_greylist) {
+        rc = verify_step(h, q, greylisted ? gr.prepend : "", false, &cr, &vr, expl, out, err, sizeof err);
+        if (rc < 0) {
+            free(expl);
+            return rc == MXC_ENOMEM ? rc : reply_store_error(h, id, "check", err, out);
+        }
+        if (rc == VSTEP_PARKED) {
+            free(expl);
+            out->id = id;
+            return MXC_OK;
+        }
+        verified = rc == VSTEP_DECIDED;
+    }
+    /* The last check that decided gives the rule: verification after greylisting, or
+     * greylisting after a verification that passed. */
+    if (verified && (!cfg->verify_before_greylist || !greylisted)) {
+        if (count)
+            ctr_add(h->ctr, verify_rule_counter(cr.rule), 1);
+        goto reply;
+    }
+    if (greylisted) {
+        if (count)
+            ctr_add(h->ctr, greylist_rule_counter[gr.rule], 1);
+        goto reply;
     }
 
     static const Mxcache__Action actions[] = {
@@ -374,6 +649,9 @@ static int do_get(struct handler *h, uint64_t id, const Mxcache__GetRequest *q,
 struct list_ctx {
     Mxcache__Keyspace ks;
     uint64_t now_ms;
+    const char *domain;         /* filter: keys whose (last) address is in it; "" for any */
+    size_t domainlen;
+    Mxcache__RecordState state; /* filter: STATE_ANY for any */
     Mxcache__Entry **entries;
     size_t n, limit, examined, max_examine, bytes;
     char *last; /* last key examined (malloc'd), the cursor when the budget ends a page */
@@ -393,12 +671,15 @@ static int remember_key(char **last, const char *key, size_t keylen)
     return MXC_OK;
 }
 
+static bool flush_domain_matches(const char *key, size_t keylen, const char *domain, size_t dlen);
+
 static int list_one(void *arg, const char *key, size_t keylen, const char *val, size_t vallen)
 {
     struct list_ctx *lc = arg;
 
-    /* Robustness: expired records count toward the budget too, so a page never walks an
-     * unbounded run of records that compaction has not removed yet. */
+    /* Robustness: expired records and records the filters skip count toward the budget too, so
+     * a page never walks an unbounded run of records that compaction has not removed yet or
+     * that do not match; it ends early with the last key examined as its cursor. */
     if (lc->n == lc->limit || lc->examined == lc->max_examine || lc->bytes >= LIST_MAX_REPLY_BYTES) {
         lc->more = true;
         return 1;
@@ -406,7 +687,10 @@ static int list_one(void *arg, const char *key, size_t keylen, const char *val, 
     lc->examined++;
     if (remember_key(&lc->last, key, keylen) != MXC_OK)
         return lc->rc = MXC_ENOMEM;
-    if (!record_is_live(val, vallen, lc->now_ms))
+    if (!record_is_live(val, vallen, lc->now_ms) ||
+        !flush_domain_matches(key, keylen, lc->domain, lc->domainlen))
+        return 0;
+    if (lc->state != MXCACHE__RECORD_STATE__STATE_ANY && record_state(lc->ks, val, vallen) != lc->state)
         return 0;
     Mxcache__Entry *e = record_to_entry(lc->ks, key, keylen, val, vallen);
     if (!e)
@@ -416,13 +700,16 @@ static int list_one(void *arg, const char *key, size_t keylen, const char *val, 
     return 0;
 }
 
-/* list_page - one page of ks after start_after, keys starting with prefix. */
-static int list_page(struct handler *h, uint64_t id, Mxcache__Keyspace ks, const char *prefix,
-                     const char *start_after, uint32_t limit, struct handler_reply *out)
+/* list_filtered - one page of ks after start_after: keys starting with prefix whose (last)
+ * address is in domain ("" for any), records in state (STATE_ANY for any). */
+static int list_filtered(struct handler *h, uint64_t id, Mxcache__Keyspace ks, const char *prefix,
+                         const char *domain, Mxcache__RecordState state, const char *start_after,
+                         uint32_t limit, struct handler_reply *out)
 {
     Mxcache__Reply rep = MXCACHE__REPLY__INIT;
     Mxcache__ListReply lr = MXCACHE__LIST_REPLY__INIT;
-    struct list_ctx lc = {.ks = ks, .now_ms = h->now_ms};
+    struct list_ctx lc = {.ks = ks, .now_ms = h->now_ms, .domain = domain, .domainlen = strlen(domain),
+                          .state = state};
     char err[256];
     int rc;
 
@@ -454,14 +741,31 @@ static int list_page(struct handler *h, uint64_t id, Mxcache__Keyspace ks, const
     return rc;
 }
 
+/* list_page - one page of ks after start_after, keys starting with prefix. */
+static int list_page(struct handler *h, uint64_t id, Mxcache__Keyspace ks, const char *prefix,
+                     const char *start_after, uint32_t limit, struct handler_reply *out)
+{
+    return list_filtered(h, id, ks, prefix, "", MXCACHE__RECORD_STATE__STATE_ANY, start_after, limit, out);
+}
+
 static int do_list(struct handler *h, uint64_t id, const Mxcache__ListRequest *q,
                    struct handler_reply *out)
 {
+    Mxcache__RecordState st = q->state;
+    bool verify_state = st == MXCACHE__RECORD_STATE__STATE_POSITIVE ||
+                        st == MXCACHE__RECORD_STATE__STATE_NEGATIVE ||
+                        st == MXCACHE__RECORD_STATE__STATE_TEMPFAIL;
+
     if (!keyspace_ok(q->keyspace) || !field_ok(q->prefix, ADMIN_MAX_KEY) ||
-        !field_ok(q->start_after, ADMIN_MAX_KEY))
+        !field_ok(q->start_after, ADMIN_MAX_KEY) || !field_ok(q->domain, ADMIN_MAX_KEY))
         return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
-                           "list: needs a keyspace; prefix and cursor at most 1024 bytes", out);
-    return list_page(h, id, q->keyspace, q->prefix, q->start_after, q->limit, out);
+                           "list: needs a keyspace; prefix, domain and cursor at most 1024 bytes", out);
+    /* A state the keyspace never holds would scan it all for nothing, page by page. */
+    if (st != MXCACHE__RECORD_STATE__STATE_ANY &&
+        q->keyspace != (verify_state ? MXCACHE__KEYSPACE__KEYSPACE_VERIFY : MXCACHE__KEYSPACE__KEYSPACE_GREYLIST))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "list: the state filter does not apply to this keyspace", out);
+    return list_filtered(h, id, q->keyspace, q->prefix, q->domain, st, q->start_after, q->limit, out);
 }
 
 static int delete_reply(struct handler *h, uint64_t id, bool deleted, struct handler_reply *out)
@@ -775,6 +1079,93 @@ int handler_run_deferred(struct handler *h, struct handler_reply *out)
     return pack_reply(&rep, d.id, out);
 }
 
+/* do_verify - an operator's probe: checked here, run by the service (out->verify parks it). */
+static int do_verify(struct handler *h, uint64_t id, const Mxcache__VerifyRequest *q,
+                     struct handler_reply *out)
+{
+    const struct config *cfg = h->cfg;
+    const char *addr = q->address ? q->address : "", *dom = q->accept_all_domain ? q->accept_all_domain : "";
+    struct handler_verify *v;
+    char text[ADDR_MAX_PATH + 128];
+    int route;
+
+    if ((addr[0] != '\0') == (dom[0] != '\0'))
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                           "verify: give an address or an accept-all domain", out);
+    if (!(v = calloc(1, sizeof *v)))
+        return MXC_ENOMEM;
+    v->park = true;
+    if (addr[0]) {
+        v->kind = HANDLER_VERIFY_OPERATOR;
+        if (!field_ok(addr, CHECK_MAX_PATH) ||
+            addr_mailbox_canon(addr, strlen(addr), false, v->address, sizeof v->address) != MXC_OK) {
+            free(v);
+            return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                               "verify: not a valid mail address (nothing was probed)", out);
+        }
+        snprintf(v->domain, sizeof v->domain, "%s", addr_domain_of(v->address));
+    } else {
+        v->kind = HANDLER_VERIFY_ACCEPT_ALL_CHECK;
+        if (!field_ok(dom, ADDR_MAX_DOMAIN) ||
+            addr_domain_canon(dom, strlen(dom), v->domain, sizeof v->domain) != MXC_OK) {
+            free(v);
+            return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT,
+                               "verify: not a valid domain name", out);
+        }
+    }
+    if (!cfg->verify_enabled || (route = config_route_for(cfg, v->domain)) < 0) {
+        snprintf(text, sizeof text, "verify: %s", cfg->verify_enabled ? "no route covers the domain" : "verification is off (verify.enabled)");
+        free(v);
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT, text, out);
+    }
+    v->route = (unsigned)route;
+    out->verify = v;
+    out->id = id;
+    return MXC_OK;
+}
+
+int handler_verify_probe_reply(struct handler *h, const struct handler_verify *v, uint64_t id,
+                               const struct probe_result *r, const struct verify_answer *a,
+                               bool started, struct handler_reply *out)
+{
+    static const char *const results[] = {"accepted", "rejected", "tempfail", "failed"};
+    static const Mxcache__RecordState states[] = {
+        [VERIFY_MISS] = MXCACHE__RECORD_STATE__STATE_ANY,
+        [VERIFY_POSITIVE] = MXCACHE__RECORD_STATE__STATE_POSITIVE,
+        [VERIFY_NEGATIVE] = MXCACHE__RECORD_STATE__STATE_NEGATIVE,
+        [VERIFY_TEMPFAIL] = MXCACHE__RECORD_STATE__STATE_TEMPFAIL,
+    };
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__VerifyReply vr = MXCACHE__VERIFY_REPLY__INIT;
+
+    memset(out, 0, sizeof *out);
+    if (v->kind == HANDLER_VERIFY_ACCEPT_ALL_CHECK) {
+        if (!started)
+            return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE,
+                               "verify: the accept-all probe cannot start now (busy, or the "
+                               "route's circuit is open)", out);
+        vr.result = "started";
+    } else if (!r) {
+        return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE,
+                           started ? "verify: the probe did not finish in time"
+                                   : "verify: no probe can start now (busy, or the route's "
+                                     "circuit is open)", out);
+    } else {
+        vr.result = (char *)results[r->outcome];
+        vr.smtp_code = r->reply.code;
+        vr.enhanced_status = (char *)r->reply.status;
+        vr.text = (char *)r->reply.text;
+        vr.backend = (char *)r->backend;
+        vr.detail = (char *)r->detail;
+        vr.transcript = (char *)r->transcript;
+        vr.duration_ms = r->duration_ms;
+        vr.cached = a ? states[a->state] : MXCACHE__RECORD_STATE__STATE_ANY;
+    }
+    rep.body_case = MXCACHE__REPLY__BODY_VERIFY;
+    rep.verify = &vr;
+    return pack_reply(&rep, id, out);
+}
+
 /* ---- dispatch ---- */
 
 static const enum counter_id request_counter[] = {
@@ -788,6 +1179,7 @@ static const enum counter_id request_counter[] = {
     [MXCACHE__REQUEST__BODY_WHITELIST_REMOVE] = CTR_REQ_WHITELIST_REMOVE,
     [MXCACHE__REQUEST__BODY_WHITELIST_LIST] = CTR_REQ_WHITELIST_LIST,
     [MXCACHE__REQUEST__BODY_COMPACT] = CTR_REQ_COMPACT,
+    [MXCACHE__REQUEST__BODY_VERIFY] = CTR_REQ_VERIFY,
 };
 
 int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct handler_reply *out)
@@ -803,6 +1195,8 @@ int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct ha
                  (unsigned long long)h->cfg->max_request_size);
         return error_reply(h, wire_peek_id(msg, len), MXCACHE__ERROR_CODE__ERROR_TOO_LARGE, text, out);
     }
+    h->cur_msg = msg;
+    h->cur_len = len;
     req = wire_request_unpack(msg, len);
     if (!req)
         return error_reply(h, wire_peek_id(msg, len), MXCACHE__ERROR_CODE__ERROR_MALFORMED,
@@ -828,6 +1222,7 @@ int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct ha
     case MXCACHE__REQUEST__BODY_WHITELIST_REMOVE: rc = do_whitelist_remove(h, id, req->whitelist_remove, out); break;
     case MXCACHE__REQUEST__BODY_WHITELIST_LIST: rc = do_whitelist_list(h, id, req->whitelist_list, out); break;
     case MXCACHE__REQUEST__BODY_COMPACT: rc = do_compact(h, id, req->compact, out); break;
+    case MXCACHE__REQUEST__BODY_VERIFY: rc = do_verify(h, id, req->verify, out); break;
     default:
         rc = error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT, "request has no body", out);
         break;
@@ -837,6 +1232,7 @@ int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct ha
         /* Every request gets an answer: a reply that could not be built becomes an error. */
         log_msg(LOG_ERR, "INTERNAL", "id=%llu error=\"%s\"", (unsigned long long)id, mxc_strerror(rc));
         free(out->buf);
+        handler_verify_free(out->verify);
         memset(out, 0, sizeof *out);
         rc = error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INTERNAL, "the reply could not be built", out);
     }

@@ -19,7 +19,9 @@
 #include "counters.h"
 #include "greylist.h"
 #include "policy.h"
+#include "addr.h"
 #include "store.h"
+#include "verify.h"
 #include "whitelist.h"
 
 /* What all workers share, owned by the service. */
@@ -43,6 +45,42 @@ struct handler_reply {
     uint64_t id;
     bool deferred;
     bool durable;
+    struct handler_verify *verify; /* malloc'd, owned by the holder: see below */
+};
+
+/* A Check that needs the prober. With park, it has no reply yet (no buf): it waits for a probe
+ * of address, and its reply comes from handler_verify_reply. Without park, its reply is final,
+ * and a cached positive for address is due for a background refresh. */
+enum handler_verify_kind {
+    HANDLER_VERIFY_CHECK,     /* a Check's recipient */
+    HANDLER_VERIFY_OPERATOR,  /* an operator's fresh probe (Verify request) */
+    HANDLER_VERIFY_ACCEPT_ALL_CHECK, /* an operator's accept-all probe of domain */
+};
+
+struct handler_verify {
+    enum handler_verify_kind kind;
+    bool park;
+    bool count;                          /* a decision to count (not an explain run) */
+    unsigned route;                      /* index into the config's verify.routes */
+    char address[ADDR_MAX_PATH + 1];     /* canonical recipient */
+    char domain[ADDR_MAX_DOMAIN + 1];
+    char client[GREYLIST_CLIENT_MAX + 1]; /* the per-client probe limit's key */
+    char prepend[GREYLIST_TEXT_MAX];     /* greylisting's header, for a final pass */
+    /* verify.before_greylist: a positive answer is not final, the Check is decided again
+     * (greylisting next) from this copy of the request. */
+    uint8_t *request;
+    size_t request_len;
+};
+
+/* handler_verify_free - frees v and what it owns; NULL-safe. */
+void handler_verify_free(struct handler_verify *v);
+
+/* How a parked Check ends. */
+enum handler_verify_end {
+    HANDLER_VERIFY_ANSWER,    /* the probe's result is in the cache: answer from it */
+    HANDLER_VERIFY_PENDING,   /* verify.wait ran out first: 450 4.1.1 verify.pending_text */
+    HANDLER_VERIFY_REFUSED,   /* no probe may start (a limit, an open circuit): 450 4.1.1 */
+    HANDLER_VERIFY_ACCEPT_ALL, /* the domain's backend accepts anything: nothing to verify */
 };
 
 struct handler;
@@ -78,6 +116,25 @@ int handler_commit_nowait(struct handler *h, struct handler_reply *replies, size
 /* handler_fail_replies - replaces each reply (except deferred ones) by a temporary ERROR_STORE
  * error, for replies whose writes did not become durable. */
 void handler_fail_replies(struct handler *h, struct handler_reply *replies, size_t n);
+
+/* handler_verify_result - in a round: records the result r of the probe of address in the cache,
+ * and gives the cache's answer for it now in *a (a failed refresh keeps a positive). A result
+ * that changes what Checks are told makes the round durable. Returns 0 or an MXC_E* code. */
+int handler_verify_result(struct handler *h, const char *address, const struct probe_result *r,
+                          struct verify_answer *a);
+
+/* handler_verify_reply - the reply of parked Check v (request id) ending as end; a: the cache's
+ * answer for HANDLER_VERIFY_ANSWER (else unused). Counts the decision. 0 or MXC_ENOMEM. */
+int handler_verify_reply(struct handler *h, const struct handler_verify *v, uint64_t id,
+                         enum handler_verify_end end, const struct verify_answer *a,
+                         struct handler_reply *out);
+
+/* handler_verify_probe_reply - the reply of an operator's Verify request v (request id): the probe
+ * r and the cache's answer a after it; r NULL: it did not finish in time (started) or could
+ * not start; for an accept-all check, whether it started. 0 or MXC_ENOMEM. */
+int handler_verify_probe_reply(struct handler *h, const struct handler_verify *v, uint64_t id,
+                               const struct probe_result *r, const struct verify_answer *a,
+                               bool started, struct handler_reply *out);
 
 /* Slow requests (compaction) are not run inside a round: handler_request marks their reply
  * deferred, and after the round's replies are out the worker runs them one by one with

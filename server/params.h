@@ -98,6 +98,8 @@
       "files of recipient whitelists in postgrey's whitelist_recipients format")                \
     X("verify", "enabled", BOOL, verify_enabled, "true", 0, 0, NULL, 1,                            \
       "verify the recipients of domains that have a route by asking their backend (SMTP probe)") \
+    X("verify", "before_greylist", BOOL, verify_before_greylist, "false", 0, 0, NULL, 1,           \
+      "verify before greylisting: unknown recipients are refused at once, for a probe more")     \
     X("verify", "positive_ttl", DURATION, verify_positive_ttl, "31d", 60000, 31536000000ll, NULL,  \
       1, "how long a recipient the backend accepted is known to exist")                          \
     X("verify", "refresh_after", DURATION, verify_refresh_after, "7d", 60000, 31536000000ll, NULL, \

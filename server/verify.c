@@ -5,14 +5,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "mxc_err.h"
 #include "record.h"
 
 #define VERIFY_KS MXCACHE__KEYSPACE__KEYSPACE_VERIFY
-#define VERIFY_DEFER_CODE 450
-#define VERIFY_DEFER_STATUS "4.1.1" /* as Postfix answers for an address it could not verify */
-#define VERIFY_TEMPFAIL_TEXT "Recipient address verification failed temporarily"
 
 /* copy - a NUL-terminated copy of s (NULL: "") cut to fit n bytes. */
 static void copy(char *dst, size_t n, const char *s)
@@ -117,7 +115,21 @@ out:
     return rc;
 }
 
-void verify_reply(const struct verify_conf *c, const struct verify_answer *a, struct verify_reply *out)
+/* backend_words - text without the "<address>: Recipient address rejected: " that Postfix's
+ * smtpd adds again in front of a policy answer. */
+static const char *backend_words(const char *text, const char *address)
+{
+    static const char said[] = ">: Recipient address rejected: ";
+    size_t alen = strlen(address);
+
+    if (text[0] == '<' && strncasecmp(text + 1, address, alen) == 0 &&
+        strncmp(text + 1 + alen, said, sizeof said - 1) == 0)
+        return text + 1 + alen + sizeof said - 1;
+    return text;
+}
+
+void verify_reply(const struct verify_conf *c, const struct verify_answer *a, const char *address,
+                  struct verify_reply *out)
 {
     memset(out, 0, sizeof *out);
     switch (a->state) {
@@ -125,7 +137,7 @@ void verify_reply(const struct verify_conf *c, const struct verify_answer *a, st
     case VERIFY_POSITIVE:
         return;
     case VERIFY_NEGATIVE:
-        copy(out->text, sizeof out->text, a->text);
+        copy(out->text, sizeof out->text, backend_words(a->text, address));
         if (c->reject_5xx && a->code >= 500 && a->code <= 599) {
             out->reject = true;
             out->code = a->code;
@@ -151,7 +163,8 @@ void verify_reply(const struct verify_conf *c, const struct verify_answer *a, st
         copy(out->status, sizeof out->status, VERIFY_DEFER_STATUS);
         if (a->code >= 400 && a->code <= 499 && a->text[0])
             snprintf(out->text, sizeof out->text, "%s: %.*s", VERIFY_TEMPFAIL_TEXT,
-                     (int)(sizeof out->text - sizeof VERIFY_TEMPFAIL_TEXT - 2), a->text);
+                     (int)(sizeof out->text - sizeof VERIFY_TEMPFAIL_TEXT - 2),
+                     backend_words(a->text, address));
         else
             copy(out->text, sizeof out->text, VERIFY_TEMPFAIL_TEXT);
         return;

@@ -28,6 +28,9 @@
 #include "store.h"
 
 #define VERIFY_TEXT_MAX SMTP_REPLY_TEXT_MAX
+#define VERIFY_DEFER_CODE 450
+#define VERIFY_DEFER_STATUS "4.1.1" /* as Postfix answers for an address it could not verify */
+#define VERIFY_TEMPFAIL_TEXT "Recipient address verification failed temporarily"
 
 struct verify_conf {
     uint64_t positive_ttl_ms;   /* 31 days */
@@ -71,10 +74,13 @@ int verify_record(const struct verify_conf *c, store_batch *b, const char *addre
                   const struct probe_result *r, uint64_t now_ms, bool *decisive, char *err,
                   size_t errlen);
 
-/* verify_reply - what a Check is told for answer a (which must not be VERIFY_MISS): positive
- * passes; negative is the backend's reply word for word (5xx, or with reject_5xx off the same
- * text as 450 and a 4.x.x status); tempfail is 450 with "4.4.0"-style status and a text saying
- * that verification failed temporarily. */
-void verify_reply(const struct verify_conf *c, const struct verify_answer *a, struct verify_reply *out);
+/* verify_reply - what a Check about address is told for answer a: positive (and a miss) passes;
+ * negative is the backend's reply word for word (5xx, or with reject_5xx off the same text as 450
+ * and a 4.x.x status); tempfail is 450 4.1.1 with a text saying that verification failed
+ * temporarily. Postfix's smtpd puts "<address>: Recipient address rejected: " before the text
+ * of a policy's answer: when the backend (a Postfix too) said exactly that already, it is left
+ * out here, so that the client reads the backend's words once. */
+void verify_reply(const struct verify_conf *c, const struct verify_answer *a, const char *address,
+                  struct verify_reply *out);
 
 #endif

@@ -26,6 +26,7 @@ static char ipc_ep[300];
 static char cfg_path[300];
 static char log_path[300];
 static pid_t daemon_pid;
+static pid_t smtpd_pid; /* mxtest-smtpd of the verification tests */
 
 static void sleep_ms(long ms)
 {
@@ -42,8 +43,8 @@ static long now_ms(void)
 }
 
 /* write_full_config - the test config with the extras (NULL: none) in their groups. */
-static void write_full_config(const char *store_extra, const char *policy_extra,
-                              const char *greylist_extra)
+static void write_verify_config(const char *store_extra, const char *policy_extra,
+                                const char *greylist_extra, const char *verify_extra)
 {
     FILE *f = fopen(cfg_path, "w");
     ck_assert_ptr_nonnull(f);
@@ -52,10 +53,17 @@ static void write_full_config(const char *store_extra, const char *policy_extra,
             "store: { path = \"%s/db\"; sync = true; %s };\n"
             "log: { target = \"stderr\"; level = \"info\"; };\n"
             "policy: { %s };\n"
-            "greylist: { %s };\n",
+            "greylist: { %s };\n"
+            "verify: { %s };\n",
             ipc_ep, dir, store_extra ? store_extra : "", policy_extra ? policy_extra : "",
-            greylist_extra ? greylist_extra : "");
+            greylist_extra ? greylist_extra : "", verify_extra ? verify_extra : "");
     fclose(f);
+}
+
+static void write_full_config(const char *store_extra, const char *policy_extra,
+                              const char *greylist_extra)
+{
+    write_verify_config(store_extra, policy_extra, greylist_extra, NULL);
 }
 
 /* write_greylist_config - the test config with policy_extra in its policy group and
@@ -165,6 +173,11 @@ static void teardown(void)
     char cmd[300];
     if (daemon_pid > 0)
         stop_daemon(SIGKILL);
+    if (smtpd_pid > 0) {
+        kill(smtpd_pid, SIGKILL);
+        waitpid(smtpd_pid, NULL, 0);
+        smtpd_pid = 0;
+    }
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);
@@ -803,6 +816,223 @@ START_TEST(test_replies_wait_only_for_their_sync)
 }
 END_TEST
 
+/* ---- recipient verification against the test SMTP server ---- */
+
+/* smtpd_start - mxtest-smtpd on 127.0.0.1 with script; returns its port. */
+static unsigned smtpd_start(const char *script)
+{
+    const char *bin = getenv("MXTEST_SMTPD");
+    char spath[300], lpath[300], ppath[300];
+    ck_assert_msg(bin != NULL, "MXTEST_SMTPD not set");
+    snprintf(spath, sizeof spath, "%s/smtpd.script", dir);
+    snprintf(lpath, sizeof lpath, "%s/smtpd.log", dir);
+    snprintf(ppath, sizeof ppath, "%s/smtpd.port", dir);
+    FILE *f = fopen(spath, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(script, f);
+    fclose(f);
+    unlink(ppath);
+    smtpd_pid = fork();
+    ck_assert_int_ge(smtpd_pid, 0);
+    if (smtpd_pid == 0) {
+        int fd = open("/dev/null", O_WRONLY);
+        dup2(fd, 1);
+        execl(bin, "mxtest-smtpd", "--listen", "127.0.0.1:0", "--script", spath, "--log", lpath,
+              "--port-file", ppath, (char *)NULL);
+        _exit(127);
+    }
+    long deadline = now_ms() + READY_TIMEOUT_MS;
+    unsigned port = 0;
+    while (port == 0) {
+        ck_assert_msg(now_ms() < deadline, "mxtest-smtpd did not start");
+        FILE *p = fopen(ppath, "r");
+        if (p) {
+            if (fscanf(p, "%u", &port) != 1)
+                port = 0;
+            fclose(p);
+        }
+        if (port == 0)
+            sleep_ms(20);
+    }
+    return port;
+}
+
+static void smtpd_stop(void)
+{
+    if (smtpd_pid > 0) {
+        kill(smtpd_pid, SIGTERM);
+        waitpid(smtpd_pid, NULL, 0);
+        smtpd_pid = 0;
+    }
+}
+
+/* smtpd_count - lines of the test server's log that contain needle. */
+static int smtpd_count(const char *needle)
+{
+    char path[300], line[2048];
+    int n = 0;
+    snprintf(path, sizeof path, "%s/smtpd.log", dir);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+struct vctx {
+    int done;
+    int rejects;
+    int other;
+};
+
+static void on_verify(void *arg, int status, const Mxcache__Reply *rep)
+{
+    struct vctx *v = arg;
+    v->done++;
+    if (status == MXC_OK && rep->body_case == MXCACHE__REPLY__BODY_CHECK &&
+        rep->check->action == MXCACHE__ACTION__ACTION_REJECT && rep->check->smtp_code == 550 &&
+        strcmp(rep->check->rule, "verify_negative") == 0)
+        v->rejects++;
+    else
+        v->other++;
+}
+
+/* Verification through the service: a known recipient passes, an unknown one gets the
+ * backend's 550 word for word on every ask and from the cache; many questions about one
+ * address from several clients while its probe runs make one RCPT; a probe slower than
+ * verify.wait gives 450 4.1.1 and its result serves the retry; a hostile address and a domain
+ * without a route never reach the backend; with the backend gone, a new recipient gets 4xx. */
+START_TEST(test_verify_flow)
+{
+    unsigned port = smtpd_start("rcpt alice@example.com 250 2.1.5 Ok\n"
+                                "rcpt carol@example.com slow 400 550 5.1.1 <ADDR>: no such user\n"
+                                "rcpt slow@example.com slow 1500 250 2.1.5 Ok\n");
+    char verify[512];
+    snprintf(verify, sizeof verify,
+             "wait = \"700ms\"; routes = ( { domains = [ \"example.com\" ]; "
+             "hosts = [ \"127.0.0.1:%u\" ]; helo = \"mx.test\"; connect_timeout = \"1s\"; } );",
+             port);
+    stop_daemon(SIGTERM);
+    write_verify_config(NULL, NULL, "enabled = false;", verify);
+    start_daemon();
+    mxc_client *c = client();
+    Mxcache__Reply *rep;
+
+    rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "alice@example.com");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DUNNO);
+    ck_assert_str_eq(rep->check->rule, "verify_positive");
+    mxc_reply_free(rep);
+    for (int i = 0; i < 2; i++) { /* probed, then from the cache */
+        rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "bob@example.com");
+        ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_REJECT);
+        ck_assert_uint_eq(rep->check->smtp_code, 550);
+        ck_assert_str_eq(rep->check->enhanced_status, "5.1.1");
+        ck_assert_str_eq(rep->check->text,
+                         "bob@example.com: Recipient address rejected: User unknown in local recipient table");
+        mxc_reply_free(rep);
+    }
+    ck_assert_int_eq(smtpd_count("cmd=RCPT TO:<bob@example.com>"), 1);
+
+    /* Twelve questions about carol from three clients while her probe runs: one RCPT. */
+    struct vctx v = {0};
+    static const char *const ips[] = {"192.0.2.7", "198.51.100.7", "203.0.113.7"};
+    for (int i = 0; i < 12; i++) {
+        Mxcache__Request req = MXCACHE__REQUEST__INIT;
+        Mxcache__CheckRequest q = MXCACHE__CHECK_REQUEST__INIT;
+        q.client_address = (char *)ips[i % 3];
+        q.sender = "s@sender.example";
+        q.recipient = "carol@example.com";
+        q.protocol_state = "RCPT";
+        req.body_case = MXCACHE__REQUEST__BODY_CHECK;
+        req.check = &q;
+        ck_assert_int_eq(mxc_submit(c, &req, 10000, on_verify, &v, NULL), MXC_OK);
+    }
+    pump(c, 10000);
+    ck_assert_int_eq(v.done, 12);
+    ck_assert_int_eq(v.rejects, 12);
+    ck_assert_int_eq(smtpd_count("cmd=RCPT TO:<carol@example.com>"), 1);
+
+    /* Slower than verify.wait: 450 4.1.1 now, the answer for the retry. */
+    rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "slow@example.com");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DEFER);
+    ck_assert_uint_eq(rep->check->smtp_code, 450);
+    ck_assert_str_eq(rep->check->enhanced_status, "4.1.1");
+    ck_assert_str_eq(rep->check->rule, "verify_pending");
+    mxc_reply_free(rep);
+    long deadline = now_ms() + 10000;
+    for (;;) {
+        rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "slow@example.com");
+        bool passed = strcmp(rep->check->rule, "verify_positive") == 0;
+        mxc_reply_free(rep);
+        if (passed)
+            break;
+        ck_assert_msg(now_ms() < deadline, "the slow probe's result never served the retry");
+        sleep_ms(200);
+    }
+    ck_assert_int_eq(smtpd_count("cmd=RCPT TO:<slow@example.com>"), 1);
+
+    /* Hostile and unrouted recipients never reach the backend. */
+    rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "evil\r\nDATA@example.com");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DEFER);
+    ck_assert_str_eq(rep->check->rule, "verify_bad_address");
+    mxc_reply_free(rep);
+    rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "x@example.org");
+    ck_assert_str_eq(rep->check->rule, "default");
+    mxc_reply_free(rep);
+    ck_assert_int_eq(smtpd_count("DATA"), 0);
+    ck_assert_int_eq(smtpd_count("example.org"), 0);
+
+    /* The backend goes away: a new recipient gets 4xx, never 5xx; cached answers still serve. */
+    smtpd_stop();
+    rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "dave@example.com");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DEFER);
+    ck_assert_uint_eq(rep->check->smtp_code / 100, 4);
+    mxc_reply_free(rep);
+    rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "bob@example.com");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_REJECT);
+    mxc_reply_free(rep);
+    ck_assert_uint_ge(counter(c, "decisions_rule_verify_negative"), 14);
+    mxc_client_destroy(c);
+}
+END_TEST
+
+/* verify.before_greylist: an unknown recipient is refused at once, without a greylisting entry;
+ * a known one, once its probe says so, is greylisted as usual (the waiting Check is decided
+ * again), and from then on verification passes and greylisting decides. */
+START_TEST(test_verify_before_greylist)
+{
+    unsigned port = smtpd_start("rcpt alice@example.com 250 2.1.5 Ok\n");
+    char verify[512];
+    snprintf(verify, sizeof verify,
+             "before_greylist = true; routes = ( { domains = [ \"example.com\" ]; "
+             "hosts = [ \"127.0.0.1:%u\" ]; } );", port);
+    stop_daemon(SIGTERM);
+    write_verify_config(NULL, NULL, NULL, verify);
+    start_daemon();
+    mxc_client *c = client();
+    Mxcache__Reply *rep;
+
+    rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "bob@example.com");
+    ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_REJECT);
+    ck_assert_str_eq(rep->check->rule, "verify_negative");
+    mxc_reply_free(rep);
+    ck_assert(!get_found(c, MXCACHE__KEYSPACE__KEYSPACE_GREYLIST,
+                         "192.0.2.0/24/s@sender.example/bob@example.com"));
+
+    for (int i = 0; i < 2; i++) { /* after the probe, then from the cache */
+        rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "alice@example.com");
+        ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DEFER);
+        ck_assert_str_eq(rep->check->rule, i == 0 ? "greylist_new" : "greylist_early");
+        ck_assert_str_eq(rep->check->enhanced_status, "4.7.1");
+        mxc_reply_free(rep);
+    }
+    ck_assert_int_eq(smtpd_count("cmd=RCPT TO:<alice@example.com>"), 1);
+    mxc_client_destroy(c);
+}
+END_TEST
+
 START_TEST(test_many_in_flight)
 {
     mxc_client *c = client();
@@ -1083,6 +1313,8 @@ int main(void)
     tcase_add_test(tc, test_failover_from_unreachable_endpoint);
     tcase_add_test(tc, test_many_in_flight);
     tcase_add_test(tc, test_replies_wait_only_for_their_sync);
+    tcase_add_test(tc, test_verify_flow);
+    tcase_add_test(tc, test_verify_before_greylist);
     tcase_add_test(tc, test_check_config_reports_lines);
     tcase_add_test(tc, test_whitelist_files);
     tcase_add_test(tc, test_list_is_bounded_by_expired_records);

@@ -3,11 +3,11 @@
  * tools/ctl_cmd.c (the commands).
  *
  * Exit codes of mxcachectl (also listed in the --help text):
- *   0  success (explain: the service answered, whatever it decided)
+ *   0  success (explain, verify: the service answered, whatever it decided or the probe found)
  *   1  not found (get, delete, whitelist del of a missing key), the service refused the request
  *      (error reply), or another failure (out of memory, malformed reply)
- *   2  usage error: unknown command or option, bad keyspace, kind, state or duration, wrong
- *      number of arguments, missing confirmation of a flush
+ *   2  usage error: unknown command or option, bad keyspace, kind, state, duration, address or
+ *      domain, wrong number of arguments, missing confirmation of a flush
  *   3  the service is unreachable or did not answer within --timeout
  *
  * Output goes to stdout (an aligned table, or with --json one JSON object per line); every
@@ -37,6 +37,7 @@ enum ctl_exit {
 #define CTL_DEFAULT_SERVER "tcp://127.0.0.1:10041"
 #define CTL_SERVER_ENV "MXCACHE_SERVER"             /* endpoints, separated by commas or spaces */
 #define CTL_DEFAULT_TIMEOUT_MS 5000                 /* --timeout: whole deadline of one request */
+#define CTL_VERIFY_TIMEOUT_MS 60000                 /* verify's default: a probe takes a while */
 #define CTL_MAX_TIMEOUT_MS (24 * 3600 * 1000)       /* fits an int */
 #define CTL_MAX_SERVERS MXC_MAX_ENDPOINTS
 #define CTL_PAGE_LIMIT 1000u                        /* entries asked per list page (service caps) */
@@ -61,6 +62,7 @@ enum {
     CTL_O_HELO = 1u << 13,
     CTL_O_CLIENT_NAME = 1u << 14,
     CTL_O_MX = 1u << 15,
+    CTL_O_ACCEPT_ALL = 1u << 16,
 };
 #define CTL_O_GLOBAL (CTL_O_SERVER | CTL_O_TIMEOUT | CTL_O_JSON | CTL_O_HELP)
 
@@ -71,12 +73,14 @@ struct ctl {
     size_t nservers;
     char *env_servers;        /* copy of $MXCACHE_SERVER that servers[] points into, or NULL */
     int timeout_ms;
+    int failover_ms;          /* > 0: fail over to the next server only after this silence */
     bool json;
     /* the command */
     const struct ctl_command *cmd;
     unsigned given;           /* CTL_O_* bits seen on the command line */
     const char *prefix, *after, *domain, *comment;
     const char *helo, *client_name, *mx; /* explain; NULL when not given */
+    const char *accept_all;   /* verify --accept-all DOMAIN; NULL when not given */
     uint32_t limit;           /* 0: no limit */
     Mxcache__RecordState state;
     uint64_t ttl_ms;
@@ -216,6 +220,18 @@ json_t *ctl_check_json(const Mxcache__CheckReply *c);
  * or MXC_ENOMEM. */
 int ctl_check_detail(const Mxcache__CheckReply *c, FILE *out);
 
+/* ctl_verify_json - the JSON object of a VerifyReply to a probe of address (new reference):
+ * address, result, smtp_code, enhanced_status, text, backend, detail, transcript, duration_ms and
+ * cached (a state name, "none" when the cache holds nothing); every field, empty or 0 when unset.
+ * NULL when out of memory. */
+json_t *ctl_verify_json(const Mxcache__VerifyReply *v, const char *address);
+
+/* ctl_verify_detail - prints a VerifyReply to a probe of address as "field  value" lines to out:
+ * address, result, reply (code, enhanced status and text, "-" when all are empty), backend,
+ * duration, cached ("none" when the cache holds nothing), detail (only when there is one) and
+ * transcript, one line per line of it ("-" when empty). Returns 0 or MXC_ENOMEM. */
+int ctl_verify_detail(const Mxcache__VerifyReply *v, const char *address, FILE *out);
+
 /* ---- tools/ctl_cmd.c: one function per command; each returns the exit code ---- */
 
 int ctl_cmd_stats(struct ctl *ctl);
@@ -226,5 +242,6 @@ int ctl_cmd_flush(struct ctl *ctl);
 int ctl_cmd_whitelist(struct ctl *ctl);
 int ctl_cmd_compact(struct ctl *ctl);
 int ctl_cmd_explain(struct ctl *ctl);
+int ctl_cmd_verify(struct ctl *ctl);
 
 #endif

@@ -2,6 +2,8 @@
  * (paging through list and flush replies) and prints the result with ctl_fmt.c. Every command
  * returns the process exit code (ctl.h). Owns nothing beyond the replies it frees. explain sends
  * a CheckRequest with explain set: the service decides as for Postfix and changes no state.
+ * verify sends a VerifyRequest: the service probes the address at its backend now (or starts an
+ * accept-all check of a domain) and the result goes into the cache.
  *
  * Robustness: paging loops stop when the service's "next" key does not move forward, so a
  * misbehaving service cannot make mxcachectl loop forever. */
@@ -12,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "addr.h"
 #include "wire.h"
 
 /* check_nargs - a usage error unless min <= nargs <= max. */
@@ -33,6 +36,46 @@ static int check_len(const struct ctl *ctl, const char *what, const char *s)
         return ctl_usage_error(ctl, "empty %s", what);
     if (strlen(s) > CTL_MAX_ARG_LEN)
         return ctl_usage_error(ctl, "%s is too long (at most %d bytes)", what, CTL_MAX_ARG_LEN);
+    return 0;
+}
+
+/* check_text - like check_len with a limit of max bytes, and a usage error when s has control
+ * characters. Security: such a value is never valid, and a message would echo it to a terminal. */
+static int check_text(const struct ctl *ctl, const char *what, const char *s, size_t max)
+{
+    if (!*s)
+        return ctl_usage_error(ctl, "empty %s", what);
+    if (strlen(s) > max)
+        return ctl_usage_error(ctl, "%s is too long (at most %zu bytes)", what, max);
+    for (const char *p = s; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            return ctl_usage_error(ctl, "%s has control characters", what);
+    return 0;
+}
+
+/* state_fits - whether a --state filter means something in keyspace ks. */
+static bool state_fits(Mxcache__Keyspace ks, Mxcache__RecordState s)
+{
+    switch (s) {
+    case MXCACHE__RECORD_STATE__STATE_ANY: return true;
+    case MXCACHE__RECORD_STATE__STATE_POSITIVE:
+    case MXCACHE__RECORD_STATE__STATE_NEGATIVE:
+    case MXCACHE__RECORD_STATE__STATE_TEMPFAIL: return ks == MXCACHE__KEYSPACE__KEYSPACE_VERIFY;
+    case MXCACHE__RECORD_STATE__STATE_PENDING:
+    case MXCACHE__RECORD_STATE__STATE_PASSED: return ks == MXCACHE__KEYSPACE__KEYSPACE_GREYLIST;
+    default: return false;
+    }
+}
+
+/* check_filters - a usage error when --state does not fit keyspace ks or --domain is empty, too
+ * long or has control characters. */
+static int check_filters(const struct ctl *ctl, Mxcache__Keyspace ks)
+{
+    if (!state_fits(ks, ctl->state))
+        return ctl_usage_error(ctl, "state %s does not apply to keyspace %s", wire_state_name(ctl->state),
+                               wire_keyspace_name(ks));
+    if (ctl->domain)
+        return check_text(ctl, "--domain", ctl->domain, ADDR_MAX_DOMAIN);
     return 0;
 }
 
@@ -217,8 +260,9 @@ static bool advances(const char *prev, const char *next)
     return *next && (!prev || strcmp(next, prev) > 0);
 }
 
-/* list_run - pages through a ListRequest (whitelist false) or WhitelistListRequest and prints
- * every entry, up to ctl->limit when set. */
+/* list_run - pages through a ListRequest (whitelist false; with the --prefix, --domain and --state
+ * filters) or WhitelistListRequest and prints every entry, up to ctl->limit when set. With
+ * filters, a page of the service may hold few entries or none, with a cursor to go on. */
 static int list_run(struct ctl *ctl, Mxcache__Keyspace ks, bool whitelist, Mxcache__WhitelistKind kind)
 {
     struct ctl_table *t = NULL;
@@ -251,6 +295,8 @@ static int list_run(struct ctl *ctl, Mxcache__Keyspace ks, bool whitelist, Mxcac
         } else {
             lr.keyspace = ks;
             lr.prefix = ctl->prefix ? (char *)ctl->prefix : "";
+            lr.domain = ctl->domain ? (char *)ctl->domain : "";
+            lr.state = ctl->state;
             lr.start_after = after ? after : "";
             lr.limit = want;
             req.body_case = MXCACHE__REQUEST__BODY_LIST;
@@ -310,26 +356,13 @@ int ctl_cmd_list(struct ctl *ctl)
     Mxcache__Keyspace ks;
     int rc;
 
-    if ((rc = check_nargs(ctl, 1, 1)) != 0 || (rc = ctl_parse_keyspace(ctl, ctl->args[0], &ks)) != 0)
+    if ((rc = check_nargs(ctl, 1, 1)) != 0 || (rc = ctl_parse_keyspace(ctl, ctl->args[0], &ks)) != 0 ||
+        (rc = check_filters(ctl, ks)) != 0)
         return rc;
     return list_run(ctl, ks, false, MXCACHE__WHITELIST_KIND__WHITELIST_ANY);
 }
 
 /* ---- flush ---- */
-
-/* state_fits - whether a --state filter means something in keyspace ks. */
-static bool state_fits(Mxcache__Keyspace ks, Mxcache__RecordState s)
-{
-    switch (s) {
-    case MXCACHE__RECORD_STATE__STATE_ANY: return true;
-    case MXCACHE__RECORD_STATE__STATE_POSITIVE:
-    case MXCACHE__RECORD_STATE__STATE_NEGATIVE:
-    case MXCACHE__RECORD_STATE__STATE_TEMPFAIL: return ks == MXCACHE__KEYSPACE__KEYSPACE_VERIFY;
-    case MXCACHE__RECORD_STATE__STATE_PENDING:
-    case MXCACHE__RECORD_STATE__STATE_PASSED: return ks == MXCACHE__KEYSPACE__KEYSPACE_GREYLIST;
-    default: return false;
-    }
-}
 
 /* flush_keyspace - repeats FlushRequests for ks until the service has no more; adds the matched
  * counts to *matched. Returns 0 or an exit code after reporting. */
@@ -417,21 +450,18 @@ int ctl_cmd_flush(struct ctl *ctl)
         n = 4;
         if (ctl->state)
             return ctl_usage_error(ctl, "--state needs a single keyspace, not ALL");
+        if (ctl->domain && (rc = check_text(ctl, "--domain", ctl->domain, ADDR_MAX_DOMAIN)) != 0)
+            return rc;
         snprintf(what, sizeof what, "the entries of every keyspace");
     } else if (strcasecmp(ctl->args[0], "all") == 0) {
         return ctl_usage_error(ctl, "to flush every keyspace, write ALL in capitals");
     } else {
-        if ((rc = ctl_parse_keyspace(ctl, ctl->args[0], &one)) != 0)
+        if ((rc = ctl_parse_keyspace(ctl, ctl->args[0], &one)) != 0 || (rc = check_filters(ctl, one)) != 0)
             return rc;
-        if (!state_fits(one, ctl->state))
-            return ctl_usage_error(ctl, "state %s does not apply to keyspace %s", wire_state_name(ctl->state),
-                                   wire_keyspace_name(one));
         ks = &one;
         n = 1;
         snprintf(what, sizeof what, "the entries of keyspace %s", wire_keyspace_name(one));
     }
-    if (ctl->domain && (rc = check_len(ctl, "--domain", ctl->domain)) != 0)
-        return rc;
     if ((rc = flush_confirm(ctl, what)) != 0)
         return rc;
     for (size_t i = 0; i < n; i++) {
@@ -656,6 +686,83 @@ int ctl_cmd_explain(struct ctl *ctl)
     if ((rc = ctl_rpc_call(ctl, &req, MXCACHE__REPLY__BODY_CHECK, &rep)) != 0)
         return rc;
     rc = ctl->json ? ctl_json_print(ctl_check_json(rep->check), stdout) : ctl_check_detail(rep->check, stdout);
+    mxc_reply_free(rep);
+    return rc ? out_of_memory() : 0;
+}
+
+/* ---- verify ---- */
+
+/* verify_accept_all - "verify --accept-all DOMAIN": asks the service to start the check and
+ * prints its answer ("started"); the result of the check itself never comes back here. */
+static int verify_accept_all(struct ctl *ctl)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__VerifyRequest vr = MXCACHE__VERIFY_REQUEST__INIT;
+    Mxcache__Reply *rep;
+    char canon[ADDR_MAX_DOMAIN + 1];
+    int rc;
+
+    if (ctl->nargs != 0)
+        return ctl_usage_error(ctl, "give an ADDRESS or --accept-all DOMAIN, not both");
+    if ((rc = check_text(ctl, "DOMAIN", ctl->accept_all, ADDR_MAX_DOMAIN)) != 0)
+        return rc;
+    if (addr_domain_canon(ctl->accept_all, strlen(ctl->accept_all), canon, sizeof canon) != MXC_OK)
+        return ctl_usage_error(ctl, "invalid DOMAIN '%s' (a domain name such as example.com)", ctl->accept_all);
+    vr.accept_all_domain = canon;
+    req.body_case = MXCACHE__REQUEST__BODY_VERIFY;
+    req.verify = &vr;
+    if ((rc = ctl_rpc_call(ctl, &req, MXCACHE__REPLY__BODY_VERIFY, &rep)) != 0)
+        return rc;
+    if (ctl->json) {
+        json_t *o = json_object();
+        if (o) {
+            json_object_set_new(o, "accept_all_domain", json_string(canon));
+            json_object_set_new(o, "result", ctl_json_string(rep->verify->result));
+        }
+        rc = ctl_json_print(o, stdout) ? out_of_memory() : 0;
+    } else {
+        struct ctl_table *t = ctl_table_create(2, NULL, NULL);
+        const char *res = rep->verify->result;
+        if (!t || ctl_table_addv(t, "accept_all_domain", canon) || ctl_table_addv(t, "result", *res ? res : "-"))
+            rc = out_of_memory();
+        else
+            ctl_table_flush(t, stdout);
+        ctl_table_destroy(t);
+    }
+    mxc_reply_free(rep);
+    return rc;
+}
+
+int ctl_cmd_verify(struct ctl *ctl)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__VerifyRequest vr = MXCACHE__VERIFY_REQUEST__INIT;
+    Mxcache__Reply *rep;
+    char buf[CTL_MAX_ARG_LEN + 1], canon[ADDR_MAX_PATH + 1];
+    int rc;
+
+    /* Robustness: a probe takes seconds, or minutes with a slow backend; resending it to the next
+     * server after the usual short silence would start a second probe there. */
+    if (!(ctl->given & CTL_O_TIMEOUT))
+        ctl->timeout_ms = CTL_VERIFY_TIMEOUT_MS;
+    ctl->failover_ms = ctl->timeout_ms / 3;
+    if (ctl->accept_all)
+        return verify_accept_all(ctl);
+    if (ctl->nargs != 1)
+        return ctl_usage_error(ctl, "expected one ADDRESS, or --accept-all DOMAIN");
+    if ((rc = check_text(ctl, "ADDRESS", ctl->args[0], ADDR_MAX_PATH)) != 0)
+        return rc;
+    vr.address = (char *)unbracket(ctl->args[0], buf);
+    if (!*vr.address)
+        return ctl_usage_error(ctl, "empty ADDRESS");
+    if (addr_mailbox_canon(vr.address, strlen(vr.address), false, canon, sizeof canon) != MXC_OK)
+        return ctl_usage_error(ctl, "invalid ADDRESS '%s' (a mailbox local@domain, as in RCPT TO)", vr.address);
+    req.body_case = MXCACHE__REQUEST__BODY_VERIFY;
+    req.verify = &vr;
+    if ((rc = ctl_rpc_call(ctl, &req, MXCACHE__REPLY__BODY_VERIFY, &rep)) != 0)
+        return rc;
+    rc = ctl->json ? ctl_json_print(ctl_verify_json(rep->verify, canon), stdout)
+                   : ctl_verify_detail(rep->verify, canon, stdout);
     mxc_reply_free(rep);
     return rc ? out_of_memory() : 0;
 }

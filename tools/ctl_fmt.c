@@ -1,7 +1,8 @@
 /* mxcachectl output: times (ISO-8601 UTC and "30d 23h" spans), escaping of untrusted text, an
- * aligned table printer, JSON helpers, and how one store entry looks as a table row, as "field
- * value" lines and as a JSON object. Prints only where its callers say; owns the tables it
- * creates. Trusts nothing in the entries: every string is escaped for the terminal. */
+ * aligned table printer, JSON helpers, how one store entry looks as a table row, as "field value"
+ * lines and as a JSON object, and the replies of explain and verify. Prints only where its callers
+ * say; owns the tables it creates. Trusts nothing in the entries or replies (a probe's transcript
+ * holds what a backend sent): every string is escaped for the terminal. */
 #include "ctl.h"
 
 #include <limits.h>
@@ -472,7 +473,62 @@ int ctl_entry_detail(const Mxcache__Entry *e, uint64_t now_ms, FILE *out)
     return rc ? MXC_ENOMEM : 0;
 }
 
-/* ---- check replies (explain) ---- */
+/* ---- check and verify replies (explain, verify) ---- */
+
+/* reply_join - the reply as an MTA sends it, "450 4.7.1 text", leaving out what is empty (code 0,
+ * empty strings). Sets *out to a malloc'd string, or to NULL when all three are empty. Returns 0 or
+ * MXC_ENOMEM. */
+static int reply_join(uint32_t smtp_code, const char *status, const char *text, char **out)
+{
+    char code[16];
+    const char *parts[3];
+    size_t nparts = 0, len = 0;
+
+    *out = NULL;
+    if (smtp_code) {
+        snprintf(code, sizeof code, "%u", smtp_code);
+        parts[nparts++] = code;
+    }
+    if (status && *status)
+        parts[nparts++] = status;
+    if (text && *text)
+        parts[nparts++] = text;
+    if (nparts == 0)
+        return 0;
+    for (size_t i = 0; i < nparts; i++)
+        len += strlen(parts[i]) + 1;
+    if (!(*out = malloc(len)))
+        return MXC_ENOMEM;
+    (*out)[0] = '\0';
+    for (size_t i = 0; i < nparts; i++) {
+        if (i)
+            strcat(*out, " ");
+        strcat(*out, parts[i]);
+    }
+    return 0;
+}
+
+/* table_add_lines - adds text (NULL: "") to a two-column table as one row per line, the name on
+ * the first ("-" for empty text; a final newline makes no empty row). Returns 0 or MXC_ENOMEM. */
+static int table_add_lines(struct ctl_table *t, const char *name, const char *text)
+{
+    const char *p = text ? text : "";
+    int rc = 0;
+
+    if (!*p)
+        return ctl_table_addv(t, name, "-");
+    for (bool first = true; *p && rc == 0; first = false) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl ? (size_t)(nl - p) : strlen(p);
+        char *line = strndup(p, n);
+        if (!line)
+            return MXC_ENOMEM;
+        rc = ctl_table_addv(t, first ? name : "", line);
+        free(line);
+        p += n + (nl ? 1 : 0);
+    }
+    return rc;
+}
 
 json_t *ctl_check_json(const Mxcache__CheckReply *c)
 {
@@ -494,34 +550,12 @@ json_t *ctl_check_json(const Mxcache__CheckReply *c)
 int ctl_check_detail(const Mxcache__CheckReply *c, FILE *out)
 {
     struct ctl_table *t = ctl_table_create(2, NULL, NULL);
-    char code[16], age[CTL_SPAN_BUFSIZE], *reply = NULL;
-    const char *parts[3], *ex;
-    size_t nparts = 0, len = 0;
+    char age[CTL_SPAN_BUFSIZE], *reply = NULL;
     int rc = 0;
 
     if (!t)
         return MXC_ENOMEM;
-    /* The reply as Postfix would send it: "450 4.7.1 text", leaving out what is empty. */
-    if (c->smtp_code) {
-        snprintf(code, sizeof code, "%u", c->smtp_code);
-        parts[nparts++] = code;
-    }
-    if (c->enhanced_status && *c->enhanced_status)
-        parts[nparts++] = c->enhanced_status;
-    if (c->text && *c->text)
-        parts[nparts++] = c->text;
-    for (size_t i = 0; i < nparts; i++)
-        len += strlen(parts[i]) + 1;
-    if (nparts && (reply = malloc(len))) {
-        reply[0] = '\0';
-        for (size_t i = 0; i < nparts; i++) {
-            if (i)
-                strcat(reply, " ");
-            strcat(reply, parts[i]);
-        }
-    } else if (nparts) {
-        rc = MXC_ENOMEM;
-    }
+    rc |= reply_join(c->smtp_code, c->enhanced_status, c->text, &reply);
     rc |= ctl_table_addv(t, "action", wire_action_name(c->action));
     rc |= ctl_table_addv(t, "reply", reply ? reply : "-");
     rc |= ctl_table_addv(t, "rule", c->rule && *c->rule ? c->rule : "-");
@@ -529,21 +563,60 @@ int ctl_check_detail(const Mxcache__CheckReply *c, FILE *out)
     if (c->prepend && *c->prepend)
         rc |= ctl_table_addv(t, "prepend", c->prepend);
     /* The explanation may have several lines: one row each, the name on the first. */
-    ex = c->explanation ? c->explanation : "";
-    if (!*ex)
-        rc |= ctl_table_addv(t, "explanation", "-");
-    for (bool first = true; *ex && rc == 0; first = false) {
-        const char *nl = strchr(ex, '\n');
-        size_t n = nl ? (size_t)(nl - ex) : strlen(ex);
-        char *line = strndup(ex, n);
-        if (!line) {
-            rc = MXC_ENOMEM;
-            break;
-        }
-        rc |= ctl_table_addv(t, first ? "explanation" : "", line);
-        free(line);
-        ex += n + (nl ? 1 : 0);
-    }
+    if (rc == 0)
+        rc = table_add_lines(t, "explanation", c->explanation);
+    free(reply);
+    if (rc == 0)
+        ctl_table_flush(t, out);
+    ctl_table_destroy(t);
+    return rc ? MXC_ENOMEM : 0;
+}
+
+/* cached_name - what a VerifyReply says the cache holds: a state name, or "none". */
+static const char *cached_name(Mxcache__RecordState s)
+{
+    return s == MXCACHE__RECORD_STATE__STATE_ANY ? "none" : wire_state_name(s);
+}
+
+json_t *ctl_verify_json(const Mxcache__VerifyReply *v, const char *address)
+{
+    json_t *o = json_object();
+
+    if (!o)
+        return NULL;
+    json_object_set_new(o, "address", ctl_json_string(address));
+    json_object_set_new(o, "result", ctl_json_string(v->result));
+    json_object_set_new(o, "smtp_code", json_integer(v->smtp_code));
+    json_object_set_new(o, "enhanced_status", ctl_json_string(v->enhanced_status));
+    json_object_set_new(o, "text", ctl_json_string(v->text));
+    json_object_set_new(o, "backend", ctl_json_string(v->backend));
+    json_object_set_new(o, "detail", ctl_json_string(v->detail));
+    json_object_set_new(o, "transcript", ctl_json_string(v->transcript));
+    json_object_set_new(o, "duration_ms", ctl_json_uint(v->duration_ms));
+    json_object_set_new(o, "cached", json_string(cached_name(v->cached)));
+    return o;
+}
+
+int ctl_verify_detail(const Mxcache__VerifyReply *v, const char *address, FILE *out)
+{
+    struct ctl_table *t = ctl_table_create(2, NULL, NULL);
+    char dur[CTL_SPAN_BUFSIZE], *reply = NULL;
+    int rc = 0;
+
+    if (!t)
+        return MXC_ENOMEM;
+    rc |= reply_join(v->smtp_code, v->enhanced_status, v->text, &reply);
+    rc |= ctl_table_addv(t, "address", address);
+    rc |= ctl_table_addv(t, "result", v->result && *v->result ? v->result : "-");
+    rc |= ctl_table_addv(t, "reply", reply ? reply : "-");
+    rc |= ctl_table_addv(t, "backend", v->backend && *v->backend ? v->backend : "-");
+    rc |= ctl_table_addv(t, "duration", ctl_fmt_span(v->duration_ms, dur));
+    rc |= ctl_table_addv(t, "cached", cached_name(v->cached));
+    if (v->detail && *v->detail)
+        rc |= ctl_table_addv(t, "detail", v->detail);
+    /* The dialogue, "C: ..." and "S: ..." lines as the service recorded them: one row each. */
+    if (rc == 0)
+        rc = table_add_lines(t, "transcript", v->transcript);
     free(reply);
     if (rc == 0)
         ctl_table_flush(t, out);

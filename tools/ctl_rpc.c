@@ -17,8 +17,11 @@ static int rpc_connect(struct ctl *ctl)
 
     mxc_options_init(&opt);
     opt.timeout_ms = ctl->timeout_ms;
-    /* Robustness: with several servers, move on after the library's failover time, but leave
-     * the last server at least a third of the deadline; a single server gets the whole deadline. */
+    /* Robustness: with several servers, move on after the library's failover time (or the
+     * command's own, for a request that is slow to answer), but leave the last server at least a
+     * third of the deadline; a single server gets the whole deadline. */
+    if (ctl->failover_ms > 0)
+        opt.failover_ms = ctl->failover_ms;
     if (opt.failover_ms > ctl->timeout_ms / 3)
         opt.failover_ms = ctl->timeout_ms / 3 > 0 ? ctl->timeout_ms / 3 : 1;
     ctl->client = mxc_client_create(ctl->servers, ctl->nservers, &opt, err, sizeof err);

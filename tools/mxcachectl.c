@@ -14,9 +14,11 @@
  *   the options, so a key that starts with "-" can be given.
  *
  * EXIT STATUS
- *   0 success (explain: the service answered, whatever it decided); 1 not found (get, delete, whitelist del of a missing key) or refused by the service
- *   (error reply) or another failure; 2 usage error (unknown command or option, bad keyspace, kind,
- *   state or duration, missing confirmation of a flush); 3 service unreachable or timed out.
+ *   0 success (explain, verify: the service answered, whatever it decided or the probe found);
+ *   1 not found (get, delete, whitelist del of a missing key) or refused by the service (error
+ *   reply) or another failure; 2 usage error (unknown command or option, bad keyspace, kind,
+ *   state, duration, address or domain, missing confirmation of a flush); 3 service unreachable
+ *   or timed out.
  *
  * SECURITY
  *   Runs with the invoker's privileges and trusts its command line. Replies of the service are
@@ -45,7 +47,8 @@ static const char main_usage[] =
     "Commands:\n"
     "  stats                      version, uptime, keyspace sizes and counters\n"
     "  get KEYSPACE KEY           show one entry\n"
-    "  list KEYSPACE [--prefix P] [--limit N] [--after KEY]\n"
+    "  list KEYSPACE [--prefix P] [--domain D] [--state STATE]\n"
+    "                [--limit N] [--after KEY]\n"
     "                             list entries in key order\n"
     "  delete KEYSPACE KEY        delete one entry\n"
     "  flush KEYSPACE|ALL [--domain D] [--state STATE] [--dry-run] [--yes]\n"
@@ -56,13 +59,16 @@ static const char main_usage[] =
     "  compact [KEYSPACE]         compact the store (default: every keyspace)\n"
     "  explain CLIENT_IP SENDER RECIPIENT [--helo H] [--client-name N] [--mx NAME]\n"
     "                             how the service would decide, changing nothing\n"
+    "  verify ADDRESS             probe an address at its backend now, with the dialogue\n"
+    "  verify --accept-all DOMAIN start an accept-all check of a routed domain\n"
     "  help [COMMAND]             this text, or the details of a command\n"
     "\n"
     "Options (before or after the command):\n"
     "  --server ENDPOINT    service endpoint, tcp://HOST:PORT or ipc://PATH; repeat it to\n"
     "                       give a failover order (default: $MXCACHE_SERVER, else\n"
     "                       tcp://127.0.0.1:10041)\n"
-    "  --timeout DURATION   how long to wait for each answer: 500ms, 5s, 2m (default 5s)\n"
+    "  --timeout DURATION   how long to wait for each answer: 500ms, 5s, 2m (default 5s;\n"
+    "                       verify: 60s)\n"
     "  --json               one JSON object per line instead of a table\n"
     "  -h, --help           show help; 'mxcachectl COMMAND --help' for a command\n"
     "\n"
@@ -72,11 +78,12 @@ static const char main_usage[] =
     "States: positive, negative, tempfail (verify); pending, passed (greylist).\n"
     "\n"
     "Exit status:\n"
-    "  0  success (explain: the service answered, whatever it decided)\n"
+    "  0  success (explain, verify: the service answered, whatever it decided or\n"
+    "     the probe found)\n"
     "  1  not found (get, delete, whitelist del of a missing key), or the service\n"
     "     refused the request\n"
-    "  2  usage error: unknown command or option, bad keyspace, kind, state or\n"
-    "     duration, missing confirmation\n"
+    "  2  usage error: unknown command or option, bad keyspace, kind, state,\n"
+    "     duration, address or domain, missing confirmation\n"
     "  3  service unreachable or no answer within the timeout\n";
 
 static const struct ctl_command commands[] = {
@@ -87,13 +94,20 @@ static const struct ctl_command commands[] = {
      "Show one entry. Whitelist keys are KIND:VALUE as the service stores them\n"
      "(client:192.0.2.0/24, sender:example.com). Exits 1 when there is no such entry\n"
      "(expired entries do not exist).\n"},
-    {"list", ctl_cmd_list, CTL_O_PREFIX | CTL_O_LIMIT | CTL_O_AFTER,
-     "list KEYSPACE [--prefix P] [--limit N] [--after KEY]", "list entries in key order",
+    {"list", ctl_cmd_list, CTL_O_PREFIX | CTL_O_DOMAIN | CTL_O_STATE | CTL_O_LIMIT | CTL_O_AFTER,
+     "list KEYSPACE [--prefix P] [--domain D] [--state STATE] [--limit N] [--after KEY]",
+     "list entries in key order",
      "List the entries of a keyspace in key order, one page of the service at a time.\n"
-     "  --prefix P    only keys that start with P\n"
-     "  --limit N     stop after N entries (default: all); when more follow, the key to\n"
-     "                continue after is printed on stderr\n"
-     "  --after KEY   start after this key\n"},
+     "  --prefix P     only keys that start with P\n"
+     "  --domain D     only keys whose (last) address is in domain D or below it\n"
+     "  --state STATE  only records in this state: positive, negative, tempfail (verify),\n"
+     "                 pending, passed (greylist)\n"
+     "  --limit N      stop after N entries (default: all); when more follow, the key to\n"
+     "                 continue after is printed on stderr\n"
+     "  --after KEY    start after this key\n"
+     "The service applies the filters and examines a bounded number of entries per\n"
+     "request: a listing that matches little of a large keyspace takes many requests,\n"
+     "each within --timeout.\n"},
     {"delete", ctl_cmd_delete, 0, "delete KEYSPACE KEY", "delete one entry",
      "Delete one entry. Exits 1 when there was no such entry.\n"},
     {"flush", ctl_cmd_flush, CTL_O_DOMAIN | CTL_O_STATE | CTL_O_DRY_RUN | CTL_O_YES,
@@ -144,6 +158,26 @@ static const struct ctl_command commands[] = {
      "text), the rule that decided, the age of the stored fact it used, the header it\n"
      "would prepend (if any) and the service's explanation. Exits 0 whenever the\n"
      "service answered, whatever the action; 1 when it refused the question.\n"},
+    {"verify", ctl_cmd_verify, CTL_O_ACCEPT_ALL,
+     "verify ADDRESS\n"
+     "       mxcachectl verify --accept-all DOMAIN",
+     "probe an address at its backend now",
+     "Probe ADDRESS now at the backend of its domain's route (verify.routes), whatever\n"
+     "the cache holds, and show the SMTP dialogue. The result goes into the cache like\n"
+     "that of any probe.\n"
+     "  ADDRESS              the recipient address (<...> around it is optional)\n"
+     "  --accept-all DOMAIN  instead, start an accept-all check of the routed DOMAIN (a\n"
+     "                       probe of an address that cannot exist) and return at once;\n"
+     "                       the service logs its result (ACCEPT_ALL) and counts\n"
+     "                       accept-all domains in its stats\n"
+     "Prints the result (accepted, rejected, tempfail, failed), the backend's reply\n"
+     "(code, enhanced status, text), the backend that answered (or was tried last),\n"
+     "how long the probe took, what the cache holds for the address now (positive,\n"
+     "negative, tempfail, none), why a failed probe failed, and the transcript (C:\n"
+     "sent, S: received). Waits up to 60s unless --timeout is given; a probe of a slow\n"
+     "backend may need more. Exits 0 whenever the service answered, whatever the\n"
+     "result; 1 when it refused: an invalid address, a domain without a route, or no\n"
+     "probe can start now (busy, or the route's circuit breaker is open).\n"},
     {"help", ctl_help, 0, "help [COMMAND]", "show help", NULL},
 };
 
@@ -244,7 +278,7 @@ static const struct optdef {
     {"after", CTL_O_AFTER, true},     {"domain", CTL_O_DOMAIN, true},   {"state", CTL_O_STATE, true},
     {"dry-run", CTL_O_DRY_RUN, false}, {"yes", CTL_O_YES, false},       {"comment", CTL_O_COMMENT, true},
     {"ttl", CTL_O_TTL, true},         {"helo", CTL_O_HELO, true},       {"client-name", CTL_O_CLIENT_NAME, true},
-    {"mx", CTL_O_MX, true},
+    {"mx", CTL_O_MX, true},           {"accept-all", CTL_O_ACCEPT_ALL, true},
 };
 
 /* endpoint_ok - whether s looks like an endpoint libmxcache takes; the library checks the rest. */
@@ -288,6 +322,7 @@ static int opt_apply(struct ctl *ctl, const struct optdef *d, const char *v)
     case CTL_O_HELO: ctl->helo = v; return 0;
     case CTL_O_CLIENT_NAME: ctl->client_name = v; return 0;
     case CTL_O_MX: ctl->mx = v; return 0;
+    case CTL_O_ACCEPT_ALL: ctl->accept_all = v; return 0;
     case CTL_O_LIMIT: {
         errno = 0;
         unsigned long long n = (*v >= '0' && *v <= '9') ? strtoull(v, &end, 10) : 0;
