@@ -410,9 +410,24 @@ int handler_verify_reply(struct handler *h, const struct handler_verify *v, uint
     return pack_reply(&rep, id, out);
 }
 
-/* do_check - the policy question: whitelists, then greylisting, then the configured default.
- * With q->explain the same decision is made, nothing is written and nothing counted as a
- * decision, and the reply carries an account of each step. */
+/* verify_stop - what do_check returns when verify_step ended the Check (rc: an error, or
+ * VSTEP_PARKED: the reply comes later); frees expl. */
+static int verify_stop(struct handler *h, uint64_t id, int rc, char *expl, const char *err,
+                       struct handler_reply *out)
+{
+    free(expl);
+    if (rc == VSTEP_PARKED) {
+        out->id = id;
+        return MXC_OK;
+    }
+    return rc == MXC_ENOMEM ? rc : reply_store_error(h, id, "check", err, out);
+}
+
+/* do_check - the policy question: whitelists, then greylisting, then recipient verification (or
+ * verification first, verify.before_greylist), then the configured default. A Check waiting for
+ * a probe leaves with out->verify and no reply (see handler.h). With q->explain the same
+ * decision is made, nothing is written and nothing counted as a decision, no probe is asked,
+ * and the reply carries an account of each step. */
 static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest *q,
                     struct handler_reply *out)
 {
@@ -464,15 +479,8 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
     bool verified = false;
     if (cfg->verify_before_greylist) {
         rc = verify_step(h, q, "", true, &cr, &vr, expl, out, err, sizeof err);
-        if (rc < 0) {
-            free(expl);
-            return rc == MXC_ENOMEM ? rc : reply_store_error(h, id, "check", err, out);
-        }
-        if (rc == VSTEP_PARKED) {
-            free(expl);
-            out->id = id;
-            return MXC_OK;
-        }
+        if (rc < 0 || rc == VSTEP_PARKED)
+            return verify_stop(h, id, rc, expl, err, out);
         if (rc == VSTEP_DECIDED && cr.action != MXCACHE__ACTION__ACTION_DUNNO) {
             if (count)
                 ctr_add(h->ctr, verify_rule_counter(cr.rule), 1);
@@ -522,15 +530,8 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
      * survived them. */
     if (!cfg->verify_before_greylist) {
         rc = verify_step(h, q, greylisted ? gr.prepend : "", false, &cr, &vr, expl, out, err, sizeof err);
-        if (rc < 0) {
-            free(expl);
-            return rc == MXC_ENOMEM ? rc : reply_store_error(h, id, "check", err, out);
-        }
-        if (rc == VSTEP_PARKED) {
-            free(expl);
-            out->id = id;
-            return MXC_OK;
-        }
+        if (rc < 0 || rc == VSTEP_PARKED)
+            return verify_stop(h, id, rc, expl, err, out);
         verified = rc == VSTEP_DECIDED;
     }
     /* The last check that decided gives the rule: verification after greylisting, or

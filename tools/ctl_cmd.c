@@ -443,8 +443,20 @@ int ctl_cmd_flush(struct ctl *ctl)
     char what[64];
     int rc;
 
-    if ((rc = check_nargs(ctl, 1, 1)) != 0)
+    if ((rc = check_nargs(ctl, 1, 2)) != 0)
         return rc;
+    if (ctl->nargs == 2) {
+        /* flush verify ADDRESS: one cached answer, so that the next Check probes anew. */
+        static char canon[ADDR_MAX_PATH + 1]; /* lives as long as ctl->args */
+        if ((rc = ctl_parse_keyspace(ctl, ctl->args[0], &one)) != 0)
+            return rc;
+        if (one != MXCACHE__KEYSPACE__KEYSPACE_VERIFY || ctl->domain || ctl->state)
+            return ctl_usage_error(ctl, "flush KEYSPACE KEY is only for one address of verify, without filters");
+        if (addr_mailbox_canon(ctl->args[1], strlen(ctl->args[1]), false, canon, sizeof canon) != 0)
+            return ctl_usage_error(ctl, "'%s' is not a mail address", ctl->args[1]);
+        ctl->args[1] = canon;
+        return ctl_cmd_delete(ctl);
+    }
     if (strcmp(ctl->args[0], "ALL") == 0) {
         ks = all;
         n = 4;

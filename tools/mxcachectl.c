@@ -111,10 +111,12 @@ static const struct ctl_command commands[] = {
     {"delete", ctl_cmd_delete, 0, "delete KEYSPACE KEY", "delete one entry",
      "Delete one entry. Exits 1 when there was no such entry.\n"},
     {"flush", ctl_cmd_flush, CTL_O_DOMAIN | CTL_O_STATE | CTL_O_DRY_RUN | CTL_O_YES,
-     "flush KEYSPACE|ALL [--domain D] [--state STATE] [--dry-run] [--yes]",
+     "flush KEYSPACE|ALL [--domain D] [--state STATE] [--dry-run] [--yes]\n"
+     "       mxcachectl flush verify ADDRESS",
      "delete many entries",
      "Delete every entry of a keyspace that matches the filters; ALL (in capitals)\n"
-     "flushes every keyspace.\n"
+     "flushes every keyspace. flush verify ADDRESS deletes the cached answer for one\n"
+     "address (as delete does), so that the next Check probes it anew.\n"
      "  --domain D     only keys whose (last) address is in domain D\n"
      "  --state STATE  only records in this state: positive, negative, tempfail (verify),\n"
      "                 pending, passed (greylist); needs a single keyspace\n"

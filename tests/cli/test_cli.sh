@@ -358,6 +358,11 @@ step list verify --state negative
 step list verify --domain example.com --state positive
 step --json list verify --state tempfail
 step list verify --domain example.org
+step flush verify Bob@Example.COM
+step get verify bob@example.com
+step flush verify bob@example.com
+step flush verify not-an-address
+step flush greylist bob@example.com
 step verify --accept-all Example.COM
 step --json verify --accept-all example.com
 
