@@ -1,6 +1,7 @@
 /* check_probe - the SMTP probe engine (server/probe.c) against a real SMTP server on loopback:
- * mxtest-smtpd (MXTEST_SMTPD), started per test with the script the test needs, its port read
- * from its port file, killed by PID at the end (and by PR_SET_PDEATHSIG if the test dies first).
+ * mxtest-smtpd (MXTEST_SMTPD), started per test with the script the test needs by
+ * smtpd/smtpd_run.c, which reads its port from its port file and kills it by PID at the end (and
+ * by PR_SET_PDEATHSIG if the test dies first).
  * Its log, one line per connection event and command, shows what the engine really sent. A few
  * byte-level cases that the scripted server cannot produce (bytes after a complete reply, a
  * reply nobody asked for) use a small raw server thread in this file. Every wait is bounded. */
@@ -8,7 +9,6 @@
 #include <check.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -16,23 +16,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mxc_err.h"
 #include "probe.h"
+#include "smtpd/smtpd_run.h"
 
-#define START_TIMEOUT_MS 5000  /* mxtest-smtpd writes its port file */
-#define STOP_TIMEOUT_MS 3000
 #define RESULT_TIMEOUT_MS 10000 /* a probe that should finish has this long */
 #define LOG_TIMEOUT_MS 3000    /* a log line that should come */
 #define SLACK_MS 1500          /* scheduling noise allowed above a timeout */
 
-/* ---- helpers: time, files ---- */
+/* ---- helpers: time, counts ---- */
 
 static long now_ms(void)
 {
@@ -46,27 +42,6 @@ static void sleep_ms(long ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
-}
-
-/* slurp - the whole file, NUL-terminated (malloc'd; "" when it does not exist). */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n = 0;
-
-    if (f && fseek(f, 0, SEEK_END) == 0)
-        n = ftell(f);
-    buf = malloc((size_t)(n > 0 ? n : 0) + 1);
-    ck_assert_ptr_nonnull(buf);
-    if (f && n > 0) {
-        rewind(f);
-        n = (long)fread(buf, 1, (size_t)n, f);
-    }
-    buf[n > 0 ? n : 0] = '\0';
-    if (f)
-        fclose(f);
-    return buf;
 }
 
 static unsigned count_str(const char *hay, const char *needle)
@@ -90,116 +65,7 @@ static unsigned count_fds(void)
     return n;
 }
 
-/* ---- mxtest-smtpd ---- */
-
-struct smtpd {
-    pid_t pid;
-    unsigned port;
-    char dir[64], script[128], log[128], portfile[128], out[128];
-    char host[64]; /* "127.0.0.1:port", for routes */
-};
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
-}
-
-/* smtpd_start - runs mxtest-smtpd with script (its directives, one per line) and waits for its
- * port. */
-static void smtpd_start(struct smtpd *d, const char *script)
-{
-    const char *bin = getenv("MXTEST_SMTPD");
-    long deadline;
-
-    ck_assert_msg(bin != NULL && *bin, "MXTEST_SMTPD not set");
-    memset(d, 0, sizeof *d);
-    strcpy(d->dir, "/tmp/mxcache-probe-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(d->dir));
-    snprintf(d->script, sizeof d->script, "%s/script", d->dir);
-    snprintf(d->log, sizeof d->log, "%s/log", d->dir);
-    snprintf(d->portfile, sizeof d->portfile, "%s/port", d->dir);
-    snprintf(d->out, sizeof d->out, "%s/out", d->dir);
-    write_file(d->script, script);
-    d->pid = fork();
-    ck_assert_int_ge(d->pid, 0);
-    if (d->pid == 0) {
-        int fd = open(d->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        /* Robustness: a failed ck_assert ends the test process without teardown; the server
-         * must not outlive it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl(bin, "mxtest-smtpd", "--listen", "127.0.0.1:0", "--script", d->script, "--log", d->log,
-              "--port-file", d->portfile, (char *)NULL);
-        _exit(127);
-    }
-    deadline = now_ms() + START_TIMEOUT_MS;
-    while (d->port == 0) {
-        char *t = slurp(d->portfile);
-        unsigned p = 0;
-        if (sscanf(t, "port=%u", &p) == 1 || sscanf(t, "%u", &p) == 1)
-            d->port = p;
-        free(t);
-        if (d->port)
-            break;
-        ck_assert_msg(waitpid(d->pid, NULL, WNOHANG) == 0, "mxtest-smtpd exited at start");
-        ck_assert_msg(now_ms() < deadline, "mxtest-smtpd wrote no port file");
-        sleep_ms(10);
-    }
-    ck_assert_uint_gt(d->port, 0);
-    ck_assert_uint_lt(d->port, 65536);
-    snprintf(d->host, sizeof d->host, "127.0.0.1:%u", d->port);
-}
-
-static void smtpd_stop(struct smtpd *d)
-{
-    long deadline = now_ms() + STOP_TIMEOUT_MS;
-    int status;
-
-    if (d->pid <= 0)
-        return;
-    kill(d->pid, SIGTERM);
-    while (waitpid(d->pid, &status, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
-            kill(d->pid, SIGKILL);
-            waitpid(d->pid, &status, 0);
-            break;
-        }
-        sleep_ms(10);
-    }
-    d->pid = 0;
-    unlink(d->script);
-    unlink(d->log);
-    unlink(d->portfile);
-    unlink(d->out);
-    rmdir(d->dir);
-}
-
-static char *smtpd_log(const struct smtpd *d)
-{
-    return slurp(d->log);
-}
-
-/* smtpd_wait_log - waits until needle occurs at least n times in the log; the count. */
-static unsigned smtpd_wait_log(const struct smtpd *d, const char *needle, unsigned n, long ms)
-{
-    long deadline = now_ms() + ms;
-    unsigned c;
-
-    for (;;) {
-        char *log = smtpd_log(d);
-        c = count_str(log, needle);
-        free(log);
-        if (c >= n || now_ms() > deadline)
-            return c;
-        sleep_ms(10);
-    }
-}
+/* ---- mxtest-smtpd (smtpd/smtpd_run.h) ---- */
 
 /* log_max_open - the most connections open at once according to the log's open/close lines. */
 static unsigned log_max_open(const char *log)
@@ -340,11 +206,11 @@ START_TEST(test_answers)
         {"full@example.test", PROBE_TEMPFAIL, 450, "4.2.2", "Mailbox full, try again later"},
         {"plain@example.test", PROBE_REJECTED, 553, "", "Sorry, no mailbox here by that name."},
     };
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res[4];
     struct probe_stats st;
 
-    smtpd_start(&d, "rcpt ok@example.test 250 2.1.5 Ok\n"
+    smtpd_run_start(&d, "rcpt ok@example.test 250 2.1.5 Ok\n"
                     "rcpt full@example.test 450 4.2.2 Mailbox full, try again later\n"
                     "rcpt plain@example.test 553 Sorry, no mailbox here by that name.\n"
                     "rcpt * 550 5.1.1 Recipient address rejected: User unknown in virtual mailbox table\n");
@@ -377,27 +243,27 @@ START_TEST(test_answers)
     ck_assert_uint_eq(st.failed, 0);
     ck_assert_uint_eq(st.inflight, 0);
     probe_engine_destroy(e);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
 /* <ADDR> in a scripted reply shows that the address the server received is the one submitted. */
 START_TEST(test_address_echo)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res;
 
-    smtpd_start(&d, "rcpt * 550 5.1.1 <ADDR>: Recipient address rejected\n");
+    smtpd_run_start(&d, "rcpt * 550 5.1.1 <ADDR>: Recipient address rejected\n");
     struct probe_route r = route_for(d.host);
     struct probe_engine *e = engine(&r, 1, 10);
     probe_one(e, 0, "Some.One+tag@Example.TEST", false, &res);
     ck_assert_outcome(&res, PROBE_REJECTED);
     ck_assert_ptr_nonnull(strstr(res.reply.text, "Some.One+tag@Example.TEST"));
     probe_engine_destroy(e);
-    char *log = smtpd_log(&d);
+    char *log = smtpd_run_log(&d);
     ck_assert_uint_eq(count_str(log, "cmd=RCPT TO:<Some.One+tag@Example.TEST>"), 1);
     free(log);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -407,14 +273,14 @@ END_TEST
  * at most session_probes per connection, RSET between the probes of a connection. */
 START_TEST(test_many_probes)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result *res = calloc(MANY, sizeof *res);
     unsigned seen[MANY] = {0}, reused = 0, rcpts[512] = {0};
     struct probe_stats st;
     char addr[64];
 
     ck_assert_ptr_nonnull(res);
-    smtpd_start(&d, "rcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&d, "rcpt * 250 2.1.5 Ok\n");
     struct probe_route r = route_for(d.host);
     r.max_sessions = 2;
     r.session_probes = 50;
@@ -441,13 +307,13 @@ START_TEST(test_many_probes)
     ck_assert_uint_eq(reused, MANY - st.sessions_opened);
     ck_assert_uint_eq(st.sessions_reused, reused);
     /* Let the idle sessions QUIT, so that the log is complete. */
-    ck_assert_uint_ge(smtpd_wait_log(&d, "cmd=QUIT", (unsigned)st.sessions_opened, LOG_TIMEOUT_MS),
+    ck_assert_uint_ge(smtpd_run_wait(&d, "cmd=QUIT", (unsigned)st.sessions_opened, LOG_TIMEOUT_MS),
                       st.sessions_opened);
     probe_engine_destroy(e);
     fprintf(stderr, "many: %d probes in %ld ms, %llu sessions\n", MANY, now_ms() - t0,
             (unsigned long long)st.sessions_opened);
 
-    char *log = smtpd_log(&d);
+    char *log = smtpd_run_log(&d);
     ck_assert_uint_eq(count_str(log, "cmd=RCPT TO:<"), MANY);
     for (unsigned i = 0; i < MANY; i++) {
         char needle[80];
@@ -484,7 +350,7 @@ START_TEST(test_many_probes)
         ck_assert_uint_le(rcpts[c], 50);
     free(log);
     free(res);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -492,11 +358,11 @@ END_TEST
  * session_idle_ms. */
 START_TEST(test_idle_reuse)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res;
     struct probe_stats st;
 
-    smtpd_start(&d, "rcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&d, "rcpt * 250 2.1.5 Ok\n");
     struct probe_route r = route_for(d.host);
     r.session_idle_ms = 1500;
     struct probe_engine *e = engine(&r, 1, 10);
@@ -506,32 +372,32 @@ START_TEST(test_idle_reuse)
     probe_one(e, 0, "b@example.test", true, &res);
     ck_assert(res.reused);
     ck_assert_ptr_nonnull(strstr(res.transcript, "C: RSET\nS: 250"));
-    char *log = smtpd_log(&d);
+    char *log = smtpd_run_log(&d);
     ck_assert_uint_eq(count_str(log, " open peer="), 1);
     ck_assert_uint_eq(count_str(log, "cmd=RSET"), 1);
     ck_assert_uint_eq(count_str(log, "cmd=QUIT"), 0);
     free(log);
     /* Idle: QUIT and close after 1500 ms, not before. */
-    ck_assert_uint_eq(smtpd_wait_log(&d, "cmd=QUIT", 1, 1500 + SLACK_MS), 1);
+    ck_assert_uint_eq(smtpd_run_wait(&d, "cmd=QUIT", 1, 1500 + SLACK_MS), 1);
     ck_assert_int_ge(now_ms() - t0, 1490);
-    ck_assert_uint_eq(smtpd_wait_log(&d, " close reason=", 1, LOG_TIMEOUT_MS), 1);
+    ck_assert_uint_eq(smtpd_run_wait(&d, " close reason=", 1, LOG_TIMEOUT_MS), 1);
     /* The server logs its close before the engine has read the 221. */
     wait_closed(e, LOG_TIMEOUT_MS, &st);
     ck_assert_uint_eq(st.sessions_opened, 1);
     ck_assert_uint_eq(st.sessions_reused, 1);
     ck_assert_uint_eq(st.sessions_open, 0);
     probe_engine_destroy(e);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
 /* session_idle_ms 0 and session_probes 1: one probe per connection, QUIT right after. */
 START_TEST(test_no_reuse)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res[3];
 
-    smtpd_start(&d, "rcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&d, "rcpt * 250 2.1.5 Ok\n");
     struct probe_route r = route_for(d.host);
     r.session_idle_ms = 0;
     r.session_probes = 1;
@@ -544,24 +410,24 @@ START_TEST(test_no_reuse)
         ck_assert_outcome(&res[i], PROBE_ACCEPTED);
         ck_assert(!res[i].reused);
     }
-    ck_assert_uint_eq(smtpd_wait_log(&d, "cmd=QUIT", 3, LOG_TIMEOUT_MS), 3);
-    char *log = smtpd_log(&d);
+    ck_assert_uint_eq(smtpd_run_wait(&d, "cmd=QUIT", 3, LOG_TIMEOUT_MS), 3);
+    char *log = smtpd_run_log(&d);
     ck_assert_uint_eq(count_str(log, " open peer="), 3);
     ck_assert_uint_eq(count_str(log, "cmd=RSET"), 0);
     ck_assert_uint_le(log_max_open(log), 1);
     free(log);
     probe_engine_destroy(e);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
 /* EHLO refused with 5xx: HELO, and the probe goes on. */
 START_TEST(test_helo_fallback)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res;
 
-    smtpd_start(&d, "ehlo 502 5.5.2 Error: command not recognized\nrcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&d, "ehlo 502 5.5.2 Error: command not recognized\nrcpt * 250 2.1.5 Ok\n");
     struct probe_route r = route_for(d.host);
     struct probe_engine *e = engine(&r, 1, 10);
     probe_one(e, 0, "a@example.test", true, &res);
@@ -569,11 +435,11 @@ START_TEST(test_helo_fallback)
     ck_assert_ptr_nonnull(strstr(res.transcript, "C: EHLO probe.test\nS: 502 5.5.2 Error: command not recognized\n"
                                                  "C: HELO probe.test\nS: 250"));
     probe_engine_destroy(e);
-    char *log = smtpd_log(&d);
+    char *log = smtpd_run_log(&d);
     ck_assert_uint_eq(count_str(log, "cmd=EHLO probe.test\n"), 1);
     ck_assert_uint_eq(count_str(log, "cmd=HELO probe.test\n"), 1);
     free(log);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -587,11 +453,11 @@ START_TEST(test_hello_refused)
         {"ehlo 550 5.7.1 go away\nhelo 550 5.7.1 go away too\n", 550},
         {"ehlo 421 4.3.2 shutting down\n", 421},
     };
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res;
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        smtpd_start(&d, cases[i].script);
+        smtpd_run_start(&d, cases[i].script);
         struct probe_route r = route_for(d.host);
         struct probe_engine *e = engine(&r, 1, 10);
         probe_one(e, 0, "a@example.test", false, &res);
@@ -599,10 +465,10 @@ START_TEST(test_hello_refused)
         ck_assert_uint_eq(res.reply.code, cases[i].code);
         ck_assert_ptr_nonnull(strstr(res.detail, d.host));
         probe_engine_destroy(e);
-        char *log = smtpd_log(&d);
+        char *log = smtpd_run_log(&d);
         ck_assert_uint_eq(count_str(log, "cmd=MAIL"), 0);
         free(log);
-        smtpd_stop(&d);
+        smtpd_run_stop(&d);
     }
 }
 END_TEST
@@ -611,11 +477,11 @@ END_TEST
  * second host, failover to it. */
 START_TEST(test_greeting_stall_failover)
 {
-    struct smtpd a, b;
+    struct smtpd_run a, b;
     struct probe_result res;
 
-    smtpd_start(&a, "greeting stall\n");
-    smtpd_start(&b, "rcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&a, "greeting stall\n");
+    smtpd_run_start(&b, "rcpt * 250 2.1.5 Ok\n");
     struct probe_route r[2] = {route_for(a.host), route_for(a.host)};
     r[0].greeting_ms = r[1].greeting_ms = 400;
     r[1].hosts[1] = b.host;
@@ -641,11 +507,11 @@ START_TEST(test_greeting_stall_failover)
     ck_assert_int_ge(took, 390);
     ck_assert_int_le(took, 400 + SLACK_MS);
     probe_engine_destroy(e);
-    char *log = smtpd_log(&a);
+    char *log = smtpd_run_log(&a);
     ck_assert_uint_eq(count_str(log, "cmd="), 0);
     free(log);
-    smtpd_stop(&a);
-    smtpd_stop(&b);
+    smtpd_run_stop(&a);
+    smtpd_run_stop(&b);
 }
 END_TEST
 
@@ -653,7 +519,7 @@ END_TEST
  * no host is left, FAILED with the last reason. */
 START_TEST(test_refused_failover)
 {
-    struct smtpd b, g;
+    struct smtpd_run b, g;
     struct probe_result res;
     struct probe_stats st;
     char closed[64];
@@ -661,8 +527,8 @@ START_TEST(test_refused_failover)
     int fd = refusing_port(&port);
 
     snprintf(closed, sizeof closed, "127.0.0.1:%u", port);
-    smtpd_start(&b, "rcpt * 250 2.1.5 Ok\n");
-    smtpd_start(&g, "greeting 554 5.3.2 No SMTP service here\n");
+    smtpd_run_start(&b, "rcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&g, "greeting 554 5.3.2 No SMTP service here\n");
     struct probe_route r[3] = {route_for(closed), route_for(closed), route_for(closed)};
     r[0].hosts[1] = g.host;          /* closed, 554, b */
     r[0].hosts[2] = b.host;
@@ -692,19 +558,19 @@ START_TEST(test_refused_failover)
     ck_assert_uint_ge(st.connect_failures, 3);
     probe_engine_destroy(e);
     close(fd);
-    smtpd_stop(&b);
-    smtpd_stop(&g);
+    smtpd_run_stop(&b);
+    smtpd_run_stop(&g);
 }
 END_TEST
 
 /* Queued probes behind a host that is down move on with it, not one connect timeout each. */
 START_TEST(test_failover_queue)
 {
-    struct smtpd a, b;
+    struct smtpd_run a, b;
     struct probe_result res[20];
 
-    smtpd_start(&a, "greeting stall\n");
-    smtpd_start(&b, "rcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&a, "greeting stall\n");
+    smtpd_run_start(&b, "rcpt * 250 2.1.5 Ok\n");
     struct probe_route r = route_for(a.host);
     r.hosts[1] = b.host;
     r.nhosts = 2;
@@ -721,8 +587,8 @@ START_TEST(test_failover_queue)
     }
     ck_assert_int_le(now_ms() - t0, 500 + SLACK_MS);
     probe_engine_destroy(e);
-    smtpd_stop(&a);
-    smtpd_stop(&b);
+    smtpd_run_stop(&a);
+    smtpd_run_stop(&b);
 }
 END_TEST
 
@@ -752,13 +618,13 @@ START_TEST(test_probe_failures)
     };
 
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        struct smtpd d;
+        struct smtpd_run d;
         struct probe_result res;
         char script[256];
         bool mail_or_ehlo = strncmp(cases[i].script, "rcpt", 4) != 0;
 
         snprintf(script, sizeof script, "%srcpt * 250 2.1.5 Ok\n", cases[i].script);
-        smtpd_start(&d, script);
+        smtpd_run_start(&d, script);
         struct probe_route r = route_for(d.host);
         r.command_ms = cases[i].command_ms;
         r.max_sessions = 1;
@@ -780,11 +646,11 @@ START_TEST(test_probe_failures)
         }
         probe_engine_destroy(e);
         if (strstr(cases[i].script, "mail 5") || strstr(cases[i].script, "mail 4")) {
-            char *log = smtpd_log(&d);
+            char *log = smtpd_run_log(&d);
             ck_assert_uint_eq(count_str(log, "cmd=RCPT"), 0);
             free(log);
         }
-        smtpd_stop(&d);
+        smtpd_run_stop(&d);
     }
 }
 END_TEST
@@ -792,10 +658,10 @@ END_TEST
 /* The MAIL FROM and EHLO names of the route are what the server sees. */
 START_TEST(test_mail_from)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res;
 
-    smtpd_start(&d, "rcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&d, "rcpt * 250 2.1.5 Ok\n");
     struct probe_route r[2] = {route_for(d.host), route_for(d.host)};
     r[1].mail_from = "postmaster@probe.example.test";
     r[1].helo = "mx-verify.example.test";
@@ -805,13 +671,13 @@ START_TEST(test_mail_from)
     probe_one(e, 1, "b@example.test", false, &res);
     ck_assert_outcome(&res, PROBE_ACCEPTED);
     probe_engine_destroy(e);
-    char *log = smtpd_log(&d);
+    char *log = smtpd_run_log(&d);
     ck_assert_uint_eq(count_str(log, "cmd=MAIL FROM:<>\n"), 1);
     ck_assert_uint_eq(count_str(log, "cmd=MAIL FROM:<postmaster@probe.example.test>\n"), 1);
     ck_assert_uint_eq(count_str(log, "cmd=EHLO probe.test\n"), 1);
     ck_assert_uint_eq(count_str(log, "cmd=EHLO mx-verify.example.test\n"), 1);
     free(log);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -837,7 +703,7 @@ START_TEST(test_bad_addresses)
         "\xc3\xa9@example.test",
         longaddr,
     };
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res;
     struct probe_stats st;
 
@@ -850,7 +716,7 @@ START_TEST(test_bad_addresses)
     ck_assert_uint_eq(strlen(longaddr), 255);
     ck_assert_uint_eq(strlen(maxaddr), 254);
 
-    smtpd_start(&d, "rcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&d, "rcpt * 250 2.1.5 Ok\n");
     struct probe_route r = route_for(d.host);
     struct probe_engine *e = engine(&r, 1, 10);
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
@@ -865,25 +731,25 @@ START_TEST(test_bad_addresses)
     probe_one(e, 0, maxaddr, false, &res);
     ck_assert_outcome(&res, PROBE_ACCEPTED);
     probe_engine_destroy(e);
-    char *log = smtpd_log(&d);
+    char *log = smtpd_run_log(&d);
     ck_assert_uint_eq(count_str(log, "cmd=RCPT"), 1);
     ck_assert_ptr_nonnull(strstr(log, maxaddr));
     ck_assert_ptr_null(strstr(log, "INJECTED"));
     ck_assert_ptr_null(strstr(log, "NOTIFY"));
     ck_assert_uint_eq(count_str(log, "cmd=RSET"), 0);
     free(log);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
 /* max_queued unfinished probes: the next submit gets EAGAIN, and room comes back as they end. */
 START_TEST(test_max_queued)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res[4];
     struct probe_stats st;
 
-    smtpd_start(&d, "rcpt * slow 500 250 2.1.5 Ok\n");
+    smtpd_run_start(&d, "rcpt * slow 500 250 2.1.5 Ok\n");
     struct probe_route r = route_for(d.host);
     r.max_sessions = 1; /* one probe ends every 500 ms: the room left is known */
     struct probe_engine *e = engine(&r, 1, 3);
@@ -903,7 +769,7 @@ START_TEST(test_max_queued)
     ck_assert_uint_eq(st.inflight, 0);
     ck_assert_uint_eq(st.submitted, 4);
     probe_engine_destroy(e);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -923,10 +789,10 @@ static void assert_transcript_lines(const char *t)
 
 START_TEST(test_transcript)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res;
 
-    smtpd_start(&d, "greeting 220 mx.example.test ESMTP\n"
+    smtpd_run_start(&d, "greeting 220 mx.example.test ESMTP\n"
                     "rcpt * 550 5.1.1 Recipient address rejected: User unknown\n");
     struct probe_route r = route_for(d.host);
     r.session_idle_ms = 5000; /* the second probe must find the session still open */
@@ -965,7 +831,7 @@ START_TEST(test_transcript)
     probe_one(e, 0, "z@example.test", false, &res);
     ck_assert_str_eq(res.transcript, "");
     probe_engine_destroy(e);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -973,14 +839,14 @@ END_TEST
  * greet with 554 and a long text. */
 START_TEST(test_transcript_cut)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_result res;
     char script[700], text[501];
 
     memset(text, 'x', 500);
     text[500] = '\0';
     snprintf(script, sizeof script, "greeting 554 5.3.2 %s\n", text);
-    smtpd_start(&d, script);
+    smtpd_run_start(&d, script);
     struct probe_route r = route_for(d.host);
     for (unsigned i = 0; i < PROBE_HOSTS_MAX; i++)
         r.hosts[i] = d.host;
@@ -995,18 +861,18 @@ START_TEST(test_transcript_cut)
     ck_assert_uint_lt(lines, PROBE_HOSTS_MAX);   /* it was cut... */
     ck_assert_uint_gt((lines + 1) * line, PROBE_TRANSCRIPT_MAX - 1); /* ...only where it had to */
     probe_engine_destroy(e);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
 /* Destroy with probes in flight (and results not taken) returns at once; ASan finds no leak. */
 START_TEST(test_destroy_inflight)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct probe_stats st;
     char addr[64];
 
-    smtpd_start(&d, "rcpt fast@example.test 250 2.1.5 Ok\nrcpt * stall\n");
+    smtpd_run_start(&d, "rcpt fast@example.test 250 2.1.5 Ok\nrcpt * stall\n");
     unsigned fds = count_fds();
     struct probe_route r = route_for(d.host);
     r.max_sessions = 4;
@@ -1018,7 +884,7 @@ START_TEST(test_destroy_inflight)
         snprintf(addr, sizeof addr, "slow%u@example.test", i);
         ck_assert_int_eq(probe_submit(e, 0, addr, i, i % 2 == 0), MXC_OK);
     }
-    ck_assert_uint_ge(smtpd_wait_log(&d, "cmd=RCPT TO:<slow", 4, LOG_TIMEOUT_MS), 4);
+    ck_assert_uint_ge(smtpd_run_wait(&d, "cmd=RCPT TO:<slow", 4, LOG_TIMEOUT_MS), 4);
     probe_engine_stats(e, &st);
     ck_assert_uint_eq(st.inflight, 100);
     ck_assert_uint_eq(st.sessions_open, 4);
@@ -1026,7 +892,7 @@ START_TEST(test_destroy_inflight)
     probe_engine_destroy(e);
     ck_assert_int_le(now_ms() - t0, 500);
     ck_assert_uint_eq(count_fds(), fds);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 

@@ -15,6 +15,7 @@
 #include <zmq.h>
 
 #include "mxcache.h"
+#include "smtpd/smtpd_run.h"
 #include "store.h"
 #include "wire.h"
 
@@ -26,7 +27,7 @@ static char ipc_ep[300];
 static char cfg_path[300];
 static char log_path[300];
 static pid_t daemon_pid;
-static pid_t smtpd_pid; /* mxtest-smtpd of the verification tests */
+static struct smtpd_run smtpd; /* mxtest-smtpd of the verification tests */
 
 static void sleep_ms(long ms)
 {
@@ -173,11 +174,7 @@ static void teardown(void)
     char cmd[300];
     if (daemon_pid > 0)
         stop_daemon(SIGKILL);
-    if (smtpd_pid > 0) {
-        kill(smtpd_pid, SIGKILL);
-        waitpid(smtpd_pid, NULL, 0);
-        smtpd_pid = 0;
-    }
+    smtpd_run_stop(&smtpd);
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "cannot remove %s\n", dir);
@@ -818,69 +815,6 @@ END_TEST
 
 /* ---- recipient verification against the test SMTP server ---- */
 
-/* smtpd_start - mxtest-smtpd on 127.0.0.1 with script; returns its port. */
-static unsigned smtpd_start(const char *script)
-{
-    const char *bin = getenv("MXTEST_SMTPD");
-    char spath[300], lpath[300], ppath[300];
-    ck_assert_msg(bin != NULL, "MXTEST_SMTPD not set");
-    snprintf(spath, sizeof spath, "%s/smtpd.script", dir);
-    snprintf(lpath, sizeof lpath, "%s/smtpd.log", dir);
-    snprintf(ppath, sizeof ppath, "%s/smtpd.port", dir);
-    FILE *f = fopen(spath, "w");
-    ck_assert_ptr_nonnull(f);
-    fputs(script, f);
-    fclose(f);
-    unlink(ppath);
-    smtpd_pid = fork();
-    ck_assert_int_ge(smtpd_pid, 0);
-    if (smtpd_pid == 0) {
-        int fd = open("/dev/null", O_WRONLY);
-        dup2(fd, 1);
-        execl(bin, "mxtest-smtpd", "--listen", "127.0.0.1:0", "--script", spath, "--log", lpath,
-              "--port-file", ppath, (char *)NULL);
-        _exit(127);
-    }
-    long deadline = now_ms() + READY_TIMEOUT_MS;
-    unsigned port = 0;
-    while (port == 0) {
-        ck_assert_msg(now_ms() < deadline, "mxtest-smtpd did not start");
-        FILE *p = fopen(ppath, "r");
-        if (p) {
-            if (fscanf(p, "%u", &port) != 1)
-                port = 0;
-            fclose(p);
-        }
-        if (port == 0)
-            sleep_ms(20);
-    }
-    return port;
-}
-
-static void smtpd_stop(void)
-{
-    if (smtpd_pid > 0) {
-        kill(smtpd_pid, SIGTERM);
-        waitpid(smtpd_pid, NULL, 0);
-        smtpd_pid = 0;
-    }
-}
-
-/* smtpd_count - lines of the test server's log that contain needle. */
-static int smtpd_count(const char *needle)
-{
-    char path[300], line[2048];
-    int n = 0;
-    snprintf(path, sizeof path, "%s/smtpd.log", dir);
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return 0;
-    while (fgets(line, sizeof line, f))
-        n += strstr(line, needle) != NULL;
-    fclose(f);
-    return n;
-}
-
 struct vctx {
     int done;
     int rejects;
@@ -906,14 +840,14 @@ static void on_verify(void *arg, int status, const Mxcache__Reply *rep)
  * without a route never reach the backend; with the backend gone, a new recipient gets 4xx. */
 START_TEST(test_verify_flow)
 {
-    unsigned port = smtpd_start("rcpt alice@example.com 250 2.1.5 Ok\n"
-                                "rcpt carol@example.com slow 400 550 5.1.1 <ADDR>: no such user\n"
-                                "rcpt slow@example.com slow 1500 250 2.1.5 Ok\n");
+    smtpd_run_start(&smtpd, "rcpt alice@example.com 250 2.1.5 Ok\n"
+                            "rcpt carol@example.com slow 400 550 5.1.1 <ADDR>: no such user\n"
+                            "rcpt slow@example.com slow 1500 250 2.1.5 Ok\n");
     char verify[512];
     snprintf(verify, sizeof verify,
              "wait = \"700ms\"; routes = ( { domains = [ \"example.com\" ]; "
              "hosts = [ \"127.0.0.1:%u\" ]; helo = \"mx.test\"; connect_timeout = \"1s\"; } );",
-             port);
+             smtpd.port);
     stop_daemon(SIGTERM);
     write_verify_config(NULL, NULL, "enabled = false;", verify);
     start_daemon();
@@ -933,7 +867,7 @@ START_TEST(test_verify_flow)
                          "bob@example.com: Recipient address rejected: User unknown in local recipient table");
         mxc_reply_free(rep);
     }
-    ck_assert_int_eq(smtpd_count("cmd=RCPT TO:<bob@example.com>"), 1);
+    ck_assert_int_eq(smtpd_run_count(&smtpd, "cmd=RCPT TO:<bob@example.com>"), 1);
 
     /* Twelve questions about carol from three clients while her probe runs: one RCPT. */
     struct vctx v = {0};
@@ -952,7 +886,7 @@ START_TEST(test_verify_flow)
     pump(c, 10000);
     ck_assert_int_eq(v.done, 12);
     ck_assert_int_eq(v.rejects, 12);
-    ck_assert_int_eq(smtpd_count("cmd=RCPT TO:<carol@example.com>"), 1);
+    ck_assert_int_eq(smtpd_run_count(&smtpd, "cmd=RCPT TO:<carol@example.com>"), 1);
 
     /* Slower than verify.wait: 450 4.1.1 now, the answer for the retry. */
     rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "slow@example.com");
@@ -971,7 +905,7 @@ START_TEST(test_verify_flow)
         ck_assert_msg(now_ms() < deadline, "the slow probe's result never served the retry");
         sleep_ms(200);
     }
-    ck_assert_int_eq(smtpd_count("cmd=RCPT TO:<slow@example.com>"), 1);
+    ck_assert_int_eq(smtpd_run_count(&smtpd, "cmd=RCPT TO:<slow@example.com>"), 1);
 
     /* Hostile and unrouted recipients never reach the backend. */
     rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "evil\r\nDATA@example.com");
@@ -981,11 +915,11 @@ START_TEST(test_verify_flow)
     rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "x@example.org");
     ck_assert_str_eq(rep->check->rule, "default");
     mxc_reply_free(rep);
-    ck_assert_int_eq(smtpd_count("DATA"), 0);
-    ck_assert_int_eq(smtpd_count("example.org"), 0);
+    ck_assert_int_eq(smtpd_run_count(&smtpd, "DATA"), 0);
+    ck_assert_int_eq(smtpd_run_count(&smtpd, "example.org"), 0);
 
     /* The backend goes away: a new recipient gets 4xx, never 5xx; cached answers still serve. */
-    smtpd_stop();
+    smtpd_run_stop(&smtpd);
     rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "dave@example.com");
     ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DEFER);
     ck_assert_uint_eq(rep->check->smtp_code / 100, 4);
@@ -1003,11 +937,11 @@ END_TEST
  * again), and from then on verification passes and greylisting decides. */
 START_TEST(test_verify_before_greylist)
 {
-    unsigned port = smtpd_start("rcpt alice@example.com 250 2.1.5 Ok\n");
+    smtpd_run_start(&smtpd, "rcpt alice@example.com 250 2.1.5 Ok\n");
     char verify[512];
     snprintf(verify, sizeof verify,
              "before_greylist = true; routes = ( { domains = [ \"example.com\" ]; "
-             "hosts = [ \"127.0.0.1:%u\" ]; } );", port);
+             "hosts = [ \"127.0.0.1:%u\" ]; } );", smtpd.port);
     stop_daemon(SIGTERM);
     write_verify_config(NULL, NULL, NULL, verify);
     start_daemon();
@@ -1028,7 +962,7 @@ START_TEST(test_verify_before_greylist)
         ck_assert_str_eq(rep->check->enhanced_status, "4.7.1");
         mxc_reply_free(rep);
     }
-    ck_assert_int_eq(smtpd_count("cmd=RCPT TO:<alice@example.com>"), 1);
+    ck_assert_int_eq(smtpd_run_count(&smtpd, "cmd=RCPT TO:<alice@example.com>"), 1);
     mxc_client_destroy(c);
 }
 END_TEST

@@ -1,38 +1,32 @@
 /* check_verifier - the probe coordinator (server/verifier.c) over the real probe engine and a
  * real SMTP server on loopback: mxtest-smtpd (MXTEST_SMTPD), started per test with the script
- * the test needs, its port read from its port file, killed by PID at the end (and by
- * PR_SET_PDEATHSIG if the test dies first). Its log, one line per command, is the proof of what
- * reached the backend: one RCPT per address however many asked. The coordinator's limits run
- * on a clock the tests drive (now); only the engine's own timeouts are real. Every wait is
- * bounded. */
+ * the test needs by smtpd/smtpd_run.c, which reads its port from its port file and kills it by
+ * PID at the end (and by PR_SET_PDEATHSIG if the test dies first). Its log, one line per
+ * command, is the proof of what reached the backend: one RCPT per address however many asked.
+ * The coordinator's limits run on a clock the tests drive (now); only the engine's own timeouts
+ * are real. Every wait is bounded. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "mxc_err.h"
+#include "smtpd/smtpd_run.h"
 #include "verifier.h"
 
-#define START_TIMEOUT_MS 5000   /* mxtest-smtpd writes its port file */
-#define STOP_TIMEOUT_MS 3000
 #define RESULT_TIMEOUT_MS 10000 /* a probe that should finish has this long */
 #define LOG_TIMEOUT_MS 3000     /* a log line that should come */
 #define QUIET_MS 500            /* how long "nothing more comes" is watched */
 #define T0 1000000              /* the tests' clock at the start: any monotonic value */
 
-/* ---- helpers: time, files ---- */
+/* ---- helpers: time ---- */
 
 static long real_ms(void)
 {
@@ -46,155 +40,6 @@ static void sleep_ms(long ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
-}
-
-/* slurp - the whole file, NUL-terminated (malloc'd; "" when it does not exist). */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n = 0;
-
-    if (f && fseek(f, 0, SEEK_END) == 0)
-        n = ftell(f);
-    buf = malloc((size_t)(n > 0 ? n : 0) + 1);
-    ck_assert_ptr_nonnull(buf);
-    if (f && n > 0) {
-        rewind(f);
-        n = (long)fread(buf, 1, (size_t)n, f);
-    }
-    buf[n > 0 ? n : 0] = '\0';
-    if (f)
-        fclose(f);
-    return buf;
-}
-
-static unsigned count_str(const char *hay, const char *needle)
-{
-    unsigned n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)); p += strlen(needle))
-        n++;
-    return n;
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    ck_assert_msg(f != NULL, "%s: %s", path, strerror(errno));
-    fputs(text, f);
-    fclose(f);
-}
-
-/* ---- mxtest-smtpd ---- */
-
-struct smtpd {
-    pid_t pid;
-    unsigned port;
-    char dir[64], script[128], log[128], portfile[128], out[128];
-    char host[64]; /* "127.0.0.1:port", for routes */
-};
-
-/* smtpd_start - runs mxtest-smtpd with script (its directives, one per line) and waits for its
- * port. */
-static void smtpd_start(struct smtpd *d, const char *script)
-{
-    const char *bin = getenv("MXTEST_SMTPD");
-    long deadline;
-
-    ck_assert_msg(bin != NULL && *bin, "MXTEST_SMTPD not set");
-    memset(d, 0, sizeof *d);
-    strcpy(d->dir, "/tmp/mxcache-verifier-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(d->dir));
-    snprintf(d->script, sizeof d->script, "%s/script", d->dir);
-    snprintf(d->log, sizeof d->log, "%s/log", d->dir);
-    snprintf(d->portfile, sizeof d->portfile, "%s/port", d->dir);
-    snprintf(d->out, sizeof d->out, "%s/out", d->dir);
-    write_file(d->script, script);
-    d->pid = fork();
-    ck_assert_int_ge(d->pid, 0);
-    if (d->pid == 0) {
-        int fd = open(d->out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        /* Robustness: a failed ck_assert ends the test process without teardown; the server
-         * must not outlive it. */
-        prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (fd >= 0) {
-            dup2(fd, 1);
-            dup2(fd, 2);
-        }
-        execl(bin, "mxtest-smtpd", "--listen", "127.0.0.1:0", "--script", d->script, "--log", d->log,
-              "--port-file", d->portfile, (char *)NULL);
-        _exit(127);
-    }
-    deadline = real_ms() + START_TIMEOUT_MS;
-    while (d->port == 0) {
-        char *t = slurp(d->portfile);
-        unsigned p = 0;
-        if (sscanf(t, "port=%u", &p) == 1 || sscanf(t, "%u", &p) == 1)
-            d->port = p;
-        free(t);
-        if (d->port)
-            break;
-        ck_assert_msg(waitpid(d->pid, NULL, WNOHANG) == 0, "mxtest-smtpd exited at start");
-        ck_assert_msg(real_ms() < deadline, "mxtest-smtpd wrote no port file");
-        sleep_ms(10);
-    }
-    ck_assert_uint_gt(d->port, 0);
-    ck_assert_uint_lt(d->port, 65536);
-    snprintf(d->host, sizeof d->host, "127.0.0.1:%u", d->port);
-}
-
-static void smtpd_stop(struct smtpd *d)
-{
-    long deadline = real_ms() + STOP_TIMEOUT_MS;
-    int status;
-
-    if (d->pid <= 0)
-        return;
-    kill(d->pid, SIGTERM);
-    while (waitpid(d->pid, &status, WNOHANG) == 0) {
-        if (real_ms() > deadline) {
-            kill(d->pid, SIGKILL);
-            waitpid(d->pid, &status, 0);
-            break;
-        }
-        sleep_ms(10);
-    }
-    d->pid = 0;
-    unlink(d->script);
-    unlink(d->log);
-    unlink(d->portfile);
-    unlink(d->out);
-    rmdir(d->dir);
-}
-
-/* smtpd_count - occurrences of needle in the log now. */
-static unsigned smtpd_count(const struct smtpd *d, const char *needle)
-{
-    char *log = slurp(d->log);
-    unsigned c = count_str(log, needle);
-    free(log);
-    return c;
-}
-
-/* smtpd_wait_log - waits until needle occurs at least n times in the log; the count. */
-static unsigned smtpd_wait_log(const struct smtpd *d, const char *needle, unsigned n, long ms)
-{
-    long deadline = real_ms() + ms;
-    unsigned c;
-
-    while ((c = smtpd_count(d, needle)) < n && real_ms() <= deadline)
-        sleep_ms(10);
-    return c;
-}
-
-/* smtpd_reload - the backend changes its mind: a new script, SIGHUP, and its "reload ok". */
-static void smtpd_reload(struct smtpd *d, const char *script)
-{
-    unsigned before = smtpd_count(d, "reload ok");
-
-    write_file(d->script, script);
-    ck_assert_int_eq(kill(d->pid, SIGHUP), 0);
-    ck_assert_uint_eq(smtpd_wait_log(d, "reload ok", before + 1, LOG_TIMEOUT_MS), before + 1);
 }
 
 /* a port on 127.0.0.1 that refuses connections: bound, never listening, kept until closed. */
@@ -351,13 +196,13 @@ static enum verifier_ask ask(struct verifier *v, const char *address, const char
  * answers: one probe, one RCPT at the backend, and one result carrying all N waiters. */
 START_TEST(test_join)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_done done;
     struct verifier_stats st;
     bool seen[N_JOIN + 1] = {false};
     char client[32];
 
-    smtpd_start(&d, "rcpt * slow 300 550 5.1.1 <ADDR>: Recipient address rejected: User unknown\n");
+    smtpd_run_start(&d, "rcpt * slow 300 550 5.1.1 <ADDR>: Recipient address rejected: User unknown\n");
     struct verifier_route r = route_for(d.host);
     struct verifier_conf c = conf_for(&r);
     c.client_probes_per_minute = 2; /* a join costs no token: every client may join */
@@ -390,7 +235,7 @@ START_TEST(test_join)
     }
     verifier_done_fini(&done);
     assert_quiet(v, QUIET_MS, T0);
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<nobody@example.test>"), 1);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<nobody@example.test>"), 1);
 
     verifier_stats(v, &st);
     ck_assert_uint_eq(st.asked, N_JOIN);
@@ -405,9 +250,9 @@ START_TEST(test_join)
     ck_assert_uint_eq(done.nwaiters, 1);
     ck_assert_uint_eq(done.waiters[0], 99);
     verifier_done_fini(&done);
-    ck_assert_uint_eq(smtpd_wait_log(&d, "cmd=RCPT TO:<nobody@example.test>", 2, LOG_TIMEOUT_MS), 2);
+    ck_assert_uint_eq(smtpd_run_wait(&d, "cmd=RCPT TO:<nobody@example.test>", 2, LOG_TIMEOUT_MS), 2);
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -415,12 +260,12 @@ END_TEST
  * refused without a probe, another client is not affected, and time gives tokens back. */
 START_TEST(test_client_limit)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_stats st;
     struct verifier_done done[16];
     const char *a = "192.0.2.0/24", *b = "198.51.100.0/24";
 
-    smtpd_start(&d, "rcpt * slow 300 550 5.1.1 unknown\n");
+    smtpd_run_start(&d, "rcpt * slow 300 550 5.1.1 unknown\n");
     struct verifier_route r = route_for(d.host);
     struct verifier_conf c = conf_for(&r);
     c.client_probes_per_minute = 3;
@@ -454,8 +299,8 @@ START_TEST(test_client_limit)
     for (size_t i = 0; i < 8; i++)
         verifier_done_fini(&done[i]);
     /* Refused questions never reached the backend. */
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<a8@"), 0);
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<"), 8);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<a8@"), 0);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<"), 8);
 
     /* Idle buckets are dropped: a minute later, a tick sweeps them. */
     verifier_tick(v, T0 + 200000);
@@ -463,7 +308,7 @@ START_TEST(test_client_limit)
     ck_assert_uint_eq(st.clients, 0);
     ck_assert_int_eq(verifier_next_ms(v, T0 + 200000), -1);
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -471,12 +316,12 @@ END_TEST
  * probe), a known one is not; idle buckets are swept and the table serves again. */
 START_TEST(test_client_table_full)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_stats st;
     struct verifier_done done;
     char client[32];
 
-    smtpd_start(&d, "rcpt * 550 5.1.1 unknown\n");
+    smtpd_run_start(&d, "rcpt * 550 5.1.1 unknown\n");
     struct verifier_route r = route_for(d.host);
     r.probes_per_second = 1; /* after the first probe, questions make buckets, not probes */
     struct verifier_conf c = conf_for(&r);
@@ -514,20 +359,20 @@ START_TEST(test_client_table_full)
     take_one(v, &done, now);
     verifier_done_fini(&done);
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
 /* probes_per_second per route: beyond, ROUTE_LIMIT; a join still works; time refills. */
 START_TEST(test_route_limit)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_stats st;
     struct verifier_done done[16];
     char addr[64];
     size_t started = 0;
 
-    smtpd_start(&d, "rcpt * slow 300 550 5.1.1 unknown\n");
+    smtpd_run_start(&d, "rcpt * slow 300 550 5.1.1 unknown\n");
     struct verifier_route r = route_for(d.host);
     r.probes_per_second = 5;
     struct verifier *v = make(&(struct verifier_conf){.routes = &r, .nroutes = 1, .max_probes = 100,
@@ -561,9 +406,9 @@ START_TEST(test_route_limit)
     ck_assert_uint_eq(collect(v, done, started, RESULT_TIMEOUT_MS, T0 + 1200), started);
     for (size_t i = 0; i < started; i++)
         verifier_done_fini(&done[i]);
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<"), started);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<"), started);
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -571,11 +416,11 @@ END_TEST
  * frees its place. */
 START_TEST(test_busy)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_stats st;
     struct verifier_done done[4];
 
-    smtpd_start(&d, "rcpt * slow 500 550 5.1.1 unknown\n");
+    smtpd_run_start(&d, "rcpt * slow 500 550 5.1.1 unknown\n");
     struct verifier_route r = route_for(d.host);
     struct verifier_conf c = conf_for(&r);
     c.max_probes = 3;
@@ -612,10 +457,10 @@ START_TEST(test_busy)
         verifier_done_fini(&done[i]);
     }
     ck_assert_uint_eq(waiters, 5);
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<b5@"), 0);
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<"), 4);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<b5@"), 0);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<"), 4);
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -624,12 +469,12 @@ END_TEST
  * trial goes through; a failed trial keeps it open for another period; an answer closes it. */
 START_TEST(test_circuit)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_stats st;
     struct verifier_done done;
     uint64_t now = T0;
 
-    smtpd_start(&d, "greeting stall\n");
+    smtpd_run_start(&d, "greeting stall\n");
     struct verifier_route r = route_for(d.host);
     r.probe.greeting_ms = 200;
     struct verifier_conf c = conf_for(&r);
@@ -650,7 +495,7 @@ START_TEST(test_circuit)
     }
 
     /* Open: refused at once, every kind, and nothing reaches the backend. */
-    unsigned conns = smtpd_count(&d, " open peer=");
+    unsigned conns = smtpd_run_count(&d, " open peer=");
     ck_assert_ask(ask(v, "f4@example.test", "c", 4, now), VERIFIER_CIRCUIT_OPEN);
     ck_assert_ask(verifier_probe_now(v, 0, "f4@example.test", 5, now), VERIFIER_CIRCUIT_OPEN);
     ck_assert(!verifier_refresh(v, 0, NULL, "f4@example.test", now));
@@ -671,14 +516,14 @@ START_TEST(test_circuit)
     ck_assert_int_eq(done.result.outcome, PROBE_FAILED);
     ck_assert_uint_eq(done.nwaiters, 2);
     verifier_done_fini(&done);
-    ck_assert_uint_eq(smtpd_count(&d, " open peer="), conns + 1);
+    ck_assert_uint_eq(smtpd_run_count(&d, " open peer="), conns + 1);
 
     /* The trial failed: open for another circuit_open_ms from then. */
     ck_assert_ask(ask(v, "t3@example.test", "c", 11, now), VERIFIER_CIRCUIT_OPEN);
     ck_assert_ask(ask(v, "t3@example.test", "c", 12, now + 4999), VERIFIER_CIRCUIT_OPEN);
 
     /* The backend works again: the next trial's answer (a 5xx is an answer) closes it. */
-    smtpd_reload(&d, "rcpt * 550 5.1.1 unknown\n");
+    smtpd_run_reload(&d, "rcpt * 550 5.1.1 unknown\n");
     now += 5000;
     ck_assert_ask(ask(v, "t3@example.test", "c", 13, now), VERIFIER_STARTED);
     ck_assert_ask(ask(v, "t4@example.test", "c", 14, now), VERIFIER_CIRCUIT_OPEN);
@@ -694,7 +539,7 @@ START_TEST(test_circuit)
     take_one(v, &done, now);
     verifier_done_fini(&done);
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -732,7 +577,7 @@ END_TEST
 /* Only consecutive failures count: a 4xx to RCPT is an answer and starts the count again. */
 START_TEST(test_circuit_reset)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_stats st;
     struct verifier_done done;
     static const struct {
@@ -746,7 +591,7 @@ START_TEST(test_circuit_reset)
         {"drop3@example.test", PROBE_FAILED, 1},
     };
 
-    smtpd_start(&d, "rcpt temp@example.test 450 4.2.0 try again later\nrcpt * drop\n");
+    smtpd_run_start(&d, "rcpt temp@example.test 450 4.2.0 try again later\nrcpt * drop\n");
     struct verifier_route r = route_for(d.host);
     struct verifier_conf c = conf_for(&r);
     c.circuit_failures = 2;
@@ -762,7 +607,7 @@ START_TEST(test_circuit_reset)
         ck_assert_msg(st.circuits_open == steps[i].open, "step %zu: circuits_open %u", i, st.circuits_open);
     }
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -770,12 +615,12 @@ END_TEST
  * questions are refused ACCEPT_ALL; a later rejection unmarks it. The probes are internal. */
 START_TEST(test_accept_all)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_stats st;
     struct verifier_done done;
     uint64_t now = T0;
 
-    smtpd_start(&d, "rcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&d, "rcpt * 250 2.1.5 Ok\n");
     struct verifier_route r = route_for(d.host);
     r.domains[1] = "Other.Test";
     r.ndomains = 2;
@@ -800,7 +645,7 @@ START_TEST(test_accept_all)
     ck_assert(!verifier_is_accept_all(v, "unknown.test"));
 
     /* The probe was a random local part that cannot exist. */
-    char *log = slurp(d.log), hex[17] = "";
+    char *log = smtpd_run_log(&d), hex[17] = "";
     const char *p = strstr(log, "cmd=RCPT TO:<mxcache-probe-");
     ck_assert_ptr_nonnull(p);
     ck_assert_int_eq(sscanf(p, "cmd=RCPT TO:<mxcache-probe-%16[0-9a-f]@example.test>", hex), 1);
@@ -829,7 +674,7 @@ START_TEST(test_accept_all)
     ck_assert_uint_eq(st.domains_accept_all, 2);
 
     /* The backend rejects unknown addresses again: on demand, example.test is cleared. */
-    smtpd_reload(&d, "rcpt * 550 5.1.1 unknown\n");
+    smtpd_run_reload(&d, "rcpt * 550 5.1.1 unknown\n");
     ck_assert(verifier_check_accept_all(v, 0, "example.test", now));
     ck_assert(verifier_check_accept_all(v, 0, "example.test", now)); /* runs already: no second */
     ck_assert(!verifier_check_accept_all(v, 0, "nowhere.test", now));
@@ -843,11 +688,11 @@ START_TEST(test_accept_all)
     ck_assert_int_eq(done.result.outcome, PROBE_REJECTED);
     verifier_done_fini(&done);
     assert_quiet(v, QUIET_MS, now);
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<mxcache-probe-"), 3);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<mxcache-probe-"), 3);
     verifier_stats(v, &st);
     ck_assert_uint_eq(st.running, 0);
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -855,11 +700,11 @@ END_TEST
  * a wildcard domain is never probed; interval 0 means on demand only. */
 START_TEST(test_acceptall_schedule)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_stats st;
     uint64_t now = T0;
 
-    smtpd_start(&d, "rcpt * 550 5.1.1 unknown\n");
+    smtpd_run_start(&d, "rcpt * 550 5.1.1 unknown\n");
     struct verifier_route r = route_for(d.host);
     r.domains[1] = "b.test";
     r.domains[2] = ".sub.test";
@@ -877,7 +722,7 @@ START_TEST(test_acceptall_schedule)
         verifier_tick(v, now);
         verifier_stats(v, &st);
         ck_assert_uint_eq(st.acceptall_probes, i);
-        ck_assert_uint_eq(smtpd_wait_log(&d, "cmd=RCPT TO:<mxcache-probe-", i, LOG_TIMEOUT_MS), i);
+        ck_assert_uint_eq(smtpd_run_wait(&d, "cmd=RCPT TO:<mxcache-probe-", i, LOG_TIMEOUT_MS), i);
         /* let the result in, so that the next probe is not "one runs already" */
         for (long deadline = real_ms() + RESULT_TIMEOUT_MS; st.running > 0 && real_ms() < deadline;) {
             struct verifier_done done;
@@ -887,8 +732,8 @@ START_TEST(test_acceptall_schedule)
         }
         ck_assert_uint_eq(st.running, 0);
     }
-    ck_assert_uint_eq(smtpd_count(&d, "sub.test"), 0);
-    ck_assert_uint_eq(smtpd_count(&d, "@d.test>"), 2);
+    ck_assert_uint_eq(smtpd_run_count(&d, "sub.test"), 0);
+    ck_assert_uint_eq(smtpd_run_count(&d, "@d.test>"), 2);
     verifier_destroy(v);
 
     c.acceptall_interval_ms = 0;
@@ -899,7 +744,7 @@ START_TEST(test_acceptall_schedule)
     ck_assert_uint_eq(st.acceptall_probes, 0);
     ck_assert(!verifier_check_accept_all(v, 0, ".sub.test", now));
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -907,10 +752,10 @@ END_TEST
  * joined by a later question and comes out marked background. */
 START_TEST(test_refresh)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_done done[2];
 
-    smtpd_start(&d, "rcpt * slow 300 250 2.1.5 Ok\n");
+    smtpd_run_start(&d, "rcpt * slow 300 250 2.1.5 Ok\n");
     struct verifier_route r = route_for(d.host);
     struct verifier_conf c = conf_for(&r);
     struct verifier *v = make(&c);
@@ -931,8 +776,8 @@ START_TEST(test_refresh)
         verifier_done_fini(&done[i]);
     }
     assert_quiet(v, QUIET_MS, T0);
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<a@example.test>"), 1);
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<b@example.test>"), 1);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<a@example.test>"), 1);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<b@example.test>"), 1);
 
     /* A refresh with nobody waiting still comes out, with no waiters. */
     ck_assert(verifier_refresh(v, 0, NULL, "c@example.test", T0));
@@ -941,7 +786,7 @@ START_TEST(test_refresh)
     ck_assert_uint_eq(done[0].nwaiters, 0);
     verifier_done_fini(&done[0]);
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -949,10 +794,10 @@ END_TEST
  * the client limit does not apply to it. */
 START_TEST(test_probe_now)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_done done[3];
 
-    smtpd_start(&d, "rcpt * slow 300 550 5.1.1 <ADDR>: Recipient address rejected\n");
+    smtpd_run_start(&d, "rcpt * slow 300 550 5.1.1 <ADDR>: Recipient address rejected\n");
     struct verifier_route r = route_for(d.host);
     struct verifier_conf c = conf_for(&r);
     c.client_probes_per_minute = 1;
@@ -981,20 +826,20 @@ START_TEST(test_probe_now)
         }
         verifier_done_fini(&done[i]);
     }
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<x@example.test>"), 2);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<x@example.test>"), 2);
     verifier_destroy(v);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
 /* Hostile or broken arguments are refused, never probed; bad configurations fail to create. */
 START_TEST(test_invalid)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_stats st;
     char longaddr[400];
 
-    smtpd_start(&d, "rcpt * 250 2.1.5 Ok\n");
+    smtpd_run_start(&d, "rcpt * 250 2.1.5 Ok\n");
     struct verifier_route r = route_for(d.host);
     struct verifier_conf c = conf_for(&r);
     struct verifier *v = make(&c);
@@ -1025,11 +870,11 @@ START_TEST(test_invalid)
     take_one(v, &done, T0);
     verifier_done_fini(&done);
     verifier_done_fini(NULL);
-    ck_assert_uint_eq(smtpd_count(&d, "cmd=RCPT TO:<"), 1);
-    ck_assert_uint_eq(smtpd_count(&d, "DATA"), 0);
+    ck_assert_uint_eq(smtpd_run_count(&d, "cmd=RCPT TO:<"), 1);
+    ck_assert_uint_eq(smtpd_run_count(&d, "DATA"), 0);
     verifier_destroy(v);
     verifier_destroy(NULL);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
@@ -1088,11 +933,11 @@ END_TEST
 /* Destroy with probes running, joined, and results not taken: no leak, no hang (ASan). */
 START_TEST(test_destroy_running)
 {
-    struct smtpd d;
+    struct smtpd_run d;
     struct verifier_stats st;
     char addr[64];
 
-    smtpd_start(&d, "rcpt fast@example.test 250 2.1.5 Ok\nrcpt * stall\n");
+    smtpd_run_start(&d, "rcpt fast@example.test 250 2.1.5 Ok\nrcpt * stall\n");
     struct verifier_route r = route_for(d.host);
     r.probe.command_ms = 60000;
     r.domains[1] = "other.test";
@@ -1113,14 +958,14 @@ START_TEST(test_destroy_running)
     ck_assert(verifier_check_accept_all(v, 0, "other.test", T0));
     verifier_tick(v, T0);
     verifier_tick(v, T0 + 1000);
-    ck_assert_uint_ge(smtpd_wait_log(&d, "cmd=RCPT TO:<slow", 3, LOG_TIMEOUT_MS), 3);
+    ck_assert_uint_ge(smtpd_run_wait(&d, "cmd=RCPT TO:<slow", 3, LOG_TIMEOUT_MS), 3);
     verifier_stats(v, &st);
     ck_assert_uint_eq(st.joined, 39);
     ck_assert_uint_ge(st.running, 14);
     long t0 = real_ms();
     verifier_destroy(v);
     ck_assert_int_lt(real_ms() - t0, 3000);
-    smtpd_stop(&d);
+    smtpd_run_stop(&d);
 }
 END_TEST
 
