@@ -102,7 +102,7 @@
       "verify before greylisting: unknown recipients are refused at once, for a probe more")     \
     X("verify", "positive_ttl", DURATION, verify_positive_ttl, "31d", 60000, 31536000000ll, NULL,  \
       1, "how long a recipient the backend accepted is known to exist")                          \
-    X("verify", "refresh_after", DURATION, verify_refresh_after, "7d", 60000, 31536000000ll, NULL, \
+    X("verify", "refresh_after", DURATION, verify_refresh_after, "7d", 1000, 31536000000ll, NULL,  \
       1, "after this, a known recipient is still served while one probe refreshes it")           \
     X("verify", "negative_ttl", DURATION, verify_negative_ttl, "3h", 1000, 2592000000ll, NULL, 1,  \
       "how long a recipient the backend rejected (5xx) stays rejected")                          \

@@ -967,6 +967,46 @@ START_TEST(test_verify_before_greylist)
 }
 END_TEST
 
+/* A positive due for refresh is served at once while one background probe refreshes it: the
+ * backend, now slow, delays no answer, and two Checks of a due address make one probe. */
+START_TEST(test_verify_refresh_ahead)
+{
+    char verify[512];
+    smtpd_run_start(&smtpd, "rcpt alice@example.com 250 2.1.5 Ok\n");
+    snprintf(verify, sizeof verify,
+             "refresh_after = \"1s\"; routes = ( { domains = [ \"example.com\" ]; "
+             "hosts = [ \"127.0.0.1:%u\" ]; } );", smtpd.port);
+    stop_daemon(SIGTERM);
+    write_verify_config(NULL, NULL, "enabled = false;", verify);
+    start_daemon();
+    mxc_client *c = client();
+    Mxcache__Reply *rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "alice@example.com");
+    ck_assert_str_eq(rep->check->rule, "verify_positive");
+    mxc_reply_free(rep);
+    ck_assert_uint_eq(smtpd_run_count(&smtpd, "cmd=RCPT TO:<alice@example.com>"), 1);
+
+    smtpd_run_reload(&smtpd, "rcpt alice@example.com slow 3000 250 2.1.5 Ok\n");
+    sleep_ms(1200); /* the positive is now due for refresh */
+    for (int i = 0; i < 2; i++) {
+        rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "alice@example.com");
+        ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DUNNO);
+        ck_assert_str_eq(rep->check->rule, "verify_positive");
+        mxc_reply_free(rep);
+    }
+    /* Both answered while the refresh still waits for the slow backend. */
+    ck_assert_uint_eq(counter(c, "verify_probes_running"), 1);
+    ck_assert_uint_eq(smtpd_run_wait(&smtpd, "cmd=RCPT TO:<alice@example.com>", 2, 10000), 2);
+    long deadline = now_ms() + 10000;
+    while (counter(c, "verify_probes_running") != 0) {
+        ck_assert_msg(now_ms() < deadline, "the refresh probe did not finish");
+        sleep_ms(100);
+    }
+    ck_assert_uint_eq(smtpd_run_count(&smtpd, "cmd=RCPT TO:<alice@example.com>"), 2);
+    ck_assert_uint_eq(counter(c, "verify_refreshes_due"), 2);
+    mxc_client_destroy(c);
+}
+END_TEST
+
 START_TEST(test_many_in_flight)
 {
     mxc_client *c = client();
@@ -1249,6 +1289,7 @@ int main(void)
     tcase_add_test(tc, test_replies_wait_only_for_their_sync);
     tcase_add_test(tc, test_verify_flow);
     tcase_add_test(tc, test_verify_before_greylist);
+    tcase_add_test(tc, test_verify_refresh_ahead);
     tcase_add_test(tc, test_check_config_reports_lines);
     tcase_add_test(tc, test_whitelist_files);
     tcase_add_test(tc, test_list_is_bounded_by_expired_records);
