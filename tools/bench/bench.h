@@ -49,6 +49,19 @@ enum bench_exit {
 #define BENCH_MAX_REPLY 65536             /* ZMQ_MAXMSGSIZE of the client sockets */
 #define BENCH_WL_TTL_MS 3600000u          /* entries the bench adds expire after an hour */
 
+/* Recipient verification (--workload verify-hit, verify-probe). */
+#define BENCH_DEFAULT_DOMAIN "example.com"
+#define BENCH_DOMAIN_MAX 128              /* bytes of --domain */
+#define BENCH_DEFAULT_PREWARM_MS 60000u   /* verify-hit: the prewarm's time, all passes */
+#define BENCH_MAX_PREWARM_MS 600000u
+#define BENCH_PREWARM_PASSES 1000         /* verify-hit: passes over the pool at most */
+#define BENCH_PREWARM_PAUSE_MS 100        /* between two passes */
+#define BENCH_PREWARM_SOCKETS 8u          /* verify-hit prewarm: its own shape, whatever S x W */
+#define BENCH_PREWARM_INFLIGHT 32u        /* 256 Checks waiting at once: far below verify.max_probes,
+                                           * and each waits less than verify.wait as long as the
+                                           * backend answers 100 probes/s */
+#define BENCH_RULE_NAME_MAX 48            /* bytes kept of an unexpected rule's name */
+
 /* The Postfix policy protocol (--protocol policy). */
 #define BENCH_POLICY_DEFAULT_SERVER "127.0.0.1:10023" /* postgrey's usual port */
 #define BENCH_POLICY_DEFAULT_INFLIGHT 1u  /* Postfix asks one question at a time per connection */
@@ -68,6 +81,23 @@ enum bench_workload {
     BENCH_CHECK_MISS,    /* Check that matches nothing: rule "default" */
     BENCH_WHITELIST_ADD, /* WhitelistAdd of client 10.x.y.z: one durable write each */
     BENCH_TRIPLETS,      /* greylisting: new triplets mixed with repeats from a pool of --keys */
+    BENCH_VERIFY_HIT,    /* Check of a pool recipient in --domain, cached: rule "verify_positive" */
+    BENCH_VERIFY_PROBE,  /* Check of a never-seen recipient in --domain: one SMTP probe each */
+};
+
+/* bench_is_verify - whether w is a recipient-verification workload. */
+#define bench_is_verify(w) ((w) == BENCH_VERIFY_HIT || (w) == BENCH_VERIFY_PROBE)
+
+/* How a verification answer counts (--workload verify-*): by the rule of the Check reply. */
+enum bench_rule {
+    BENCH_RULE_POSITIVE,  /* verify_positive: the backend accepted the recipient */
+    BENCH_RULE_NEGATIVE,  /* verify_negative: it rejected it (5xx) */
+    BENCH_RULE_PENDING,   /* verify_pending: the probe outlasted verify.wait (450) */
+    BENCH_RULE_TEMPFAIL,  /* verify_tempfail: a failed probe, remembered for verify.tempfail_ttl */
+    BENCH_RULE_REFUSED,   /* verify_refused: a limit refused the probe (client, route, busy) */
+    BENCH_RULE_ACCEPTALL, /* verify_acceptall: the domain accepts every address; no probe */
+    BENCH_RULE_OTHER,     /* any other rule (greylist_*, whitelist, default, verify_bad_address) */
+    BENCH_RULES
 };
 
 /* How an answer to a greylisting question counts (--workload triplets). */
@@ -89,7 +119,11 @@ struct bench_opts {
     uint64_t keys;
     enum bench_workload workload;
     double new_ratio;         /* triplets: fraction of requests with a never-seen triplet */
-    bool prewarm;             /* triplets: ask each pool triplet once, then stop */
+    bool prewarm;             /* triplets: ask each pool triplet once, then stop; set internally
+                               * for the prewarm passes of verify-hit */
+    const char *domain;       /* verify-*: the recipients' domain (valid, at most
+                               * BENCH_DOMAIN_MAX bytes) */
+    uint64_t prewarm_ms;      /* verify-hit: the prewarm's time bound, all passes */
     uint64_t nonce;           /* makes this run's new triplets differ from every other run's */
     bool json;
     long server_pid;          /* 0: not given */
@@ -179,23 +213,37 @@ enum bench_class bench_req_action_class(const char *action, size_t len);
 
 /* A request template: the packed body without its one varying field (the recipient of a Check,
  * the value of a WhitelistAdd). bench_req_build adds the envelope, the id and that field around
- * the packed bytes, so that a request costs a few copies, no protobuf packing and no malloc. */
+ * the packed bytes, so that a request costs a few copies, no protobuf packing and no malloc.
+ *
+ * Recipients of the verification workloads: pool address k (verify-hit, and the setup request of
+ * both) is "vpool<k>@D", the same in every run, so that a second run finds the pool cached; new
+ * address n of a run (verify-probe) is "vnew" + the run's nonce in letters + "x<n>@D", never
+ * seen before, not even by another run against the same cache. */
 struct bench_req {
     enum bench_workload workload;
     uint32_t body_field;   /* field number of the body in Request (10 check, 16 whitelist_add) */
     uint32_t var_field;    /* field number of the varying field inside the body */
     uint8_t body[256];
     size_t bodylen;
+    char domain[BENCH_DOMAIN_MAX + 2]; /* "@" and the domain of the recipients */
+    size_t domainlen;
+    uint64_t nonce;        /* verify-probe: makes this run's addresses new */
 };
 
-/* bench_req_init - packs the template of workload w and checks one built request by decoding it.
- * For BENCH_TRIPLETS the template is the Check without client, sender and recipient.
- * Returns 0, or MXC_EPROTO / MXC_ENOMEM with a reason in err (a bug, not bad input). */
-int bench_req_init(struct bench_req *t, enum bench_workload w, char *err, size_t errlen);
+/* bench_req_init - packs the template of o->workload (with o->domain and o->nonce for the
+ * verification workloads) and checks one built request by decoding it. For BENCH_TRIPLETS the
+ * template is the Check without client, sender and recipient. Returns 0, or MXC_EPROTO /
+ * MXC_ENOMEM with a reason in err (a bug, or a --domain that main() should have refused). */
+int bench_req_init(struct bench_req *t, const struct bench_opts *o, char *err, size_t errlen);
 
-/* bench_req_build - the request with this id for key number key (0 <= key < BENCH_MAX_KEYS)
- * into buf (BENCH_REQ_MAX bytes). Returns its length; never fails. Thread-safe. */
+/* bench_req_build - the request with this id for key number key (0 <= key < BENCH_MAX_KEYS;
+ * verify-probe: any new-address number) into buf (BENCH_REQ_MAX bytes). Returns its length;
+ * never fails. Thread-safe. */
 size_t bench_req_build(const struct bench_req *t, uint64_t id, uint64_t key, uint8_t *buf);
+
+/* bench_req_build_pool - as bench_req_build, with the recipient of pool key k whatever the
+ * workload's own (the setup request and the prewarm of the verification workloads). */
+size_t bench_req_build_pool(const struct bench_req *t, uint64_t id, uint64_t k, uint8_t *buf);
 
 /* bench_req_build_triplet - the Check of triplet tr with this id (workload BENCH_TRIPLETS) into
  * buf (BENCH_REQ_MAX bytes). Returns its length; never fails. Thread-safe. */
@@ -203,8 +251,9 @@ size_t bench_req_build_triplet(const struct bench_req *t, uint64_t id, const str
                                uint8_t *buf);
 
 /* bench_req_setup - the packed request the workload needs answered before the run (check-hit:
- * whitelist 198.18.0.0/15; the others: one request of the workload, as a probe) in a malloc'd
- * *buf the caller frees. Returns 0 or MXC_ENOMEM. */
+ * whitelist 198.18.0.0/15; verify-*: the Check of pool address 0, which mxcached may probe;
+ * the others: one request of the workload, as a probe) in a malloc'd *buf the caller frees.
+ * Returns 0 or MXC_ENOMEM. */
 int bench_req_setup(const struct bench_req *t, uint64_t id, uint8_t **buf, size_t *len);
 
 /* How a reply counts. */
@@ -224,10 +273,22 @@ struct bench_arena {
 /* bench_req_classify - decodes a reply in arena (reset first) and says how it counts. *id is set
  * to its id (0 when it does not decode). When the reply is an error and errtext is not NULL, the
  * error's name and message are copied into errtext (cleaned of control characters). For
- * BENCH_TRIPLETS every Check reply is BENCH_REPLY_OK and *cls says its action. */
+ * BENCH_TRIPLETS every Check reply is BENCH_REPLY_OK and *cls says its action. For the
+ * verification workloads every Check reply is BENCH_REPLY_OK and *rule says its rule; for
+ * BENCH_RULE_OTHER the rule's name, cleaned and capped, goes to errtext (when not NULL);
+ * bench_rule_expected then says whether it is the answer the workload measures. */
 enum bench_verdict bench_req_classify(const struct bench_req *t, struct bench_arena *arena,
                                       const uint8_t *buf, size_t len, uint64_t *id,
-                                      char *errtext, size_t errlen, enum bench_class *cls);
+                                      char *errtext, size_t errlen, enum bench_class *cls,
+                                      enum bench_rule *rule);
+
+/* bench_rule_expected - whether a Check answered by rule r is what workload w measures:
+ * verify-hit: verify_positive; verify-probe: a probe's verdict, verify_positive or
+ * verify_negative (verify_pending is counted apart, not as unexpected). */
+bool bench_rule_expected(enum bench_workload w, enum bench_rule r);
+
+/* bench_rule_name - the rule's name as mxcached gives it ("other" for BENCH_RULE_OTHER). */
+const char *bench_rule_name(enum bench_rule r);
 
 /* ---- bench_run.c: the measured run ---- */
 
@@ -239,16 +300,26 @@ struct bench_result {
     uint64_t lost;          /* no reply within BENCH_LOST_AFTER_NS (slot reused): whole run */
     uint64_t disconnects;   /* policy: connections closed by the server or after an error */
     uint64_t classes[BENCH_CLASSES]; /* triplets: the measured replies by class */
+    uint64_t rules[BENCH_RULES]; /* verify-*: the Check answers in the window by rule; only
+                                  * those bench_rule_expected are in replies and hist */
+    char first_other[BENCH_RULE_NAME_MAX]; /* verify-*: first rule counted as other, "" if none */
+    uint64_t prewarm_passes;     /* verify-hit: passes the prewarm made */
+    uint64_t prewarm_ns;         /* verify-hit: its time */
+    uint64_t prewarm_settled;    /* verify-hit: pool addresses cached (positive or negative)
+                                  * according to the last pass */
+    uint64_t prewarm_rules[BENCH_RULES]; /* verify-hit: the answers of its first pass */
     uint64_t elapsed_ns;    /* length of the measured window */
     bool count_limited;     /* ended by --requests rather than --duration */
     char first_error[160];  /* first error reply, "" if none */
     struct bench_hist hist; /* latency of the expected replies in the window, ns */
 };
 
-/* bench_run - probes the service (and for check-hit adds the whitelist entry), then runs the
- * workload for warmup plus duration or until o->requests replies. Blocks for at most
- * BENCH_PROBE_TIMEOUT_MS + warmup + duration plus thread start-up. Returns BENCH_EXIT_OK with *r
- * filled, or another enum bench_exit after printing the reason to stderr. */
+/* bench_run - probes the service (and for check-hit adds the whitelist entry; for verify-hit asks
+ * each pool address, in passes until every one is cached, at most BENCH_PREWARM_PASSES and
+ * o->prewarm_ms), then runs the workload for warmup plus duration or until o->requests replies.
+ * Blocks for at most BENCH_PROBE_TIMEOUT_MS + prewarm + warmup + duration plus thread start-up.
+ * Returns BENCH_EXIT_OK with *r filled, or another enum bench_exit after printing the reason to
+ * stderr. */
 int bench_run(const struct bench_opts *o, struct bench_result *r);
 
 /* ---- bench_policy.c: the measured run over the Postfix policy protocol ---- */

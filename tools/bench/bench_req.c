@@ -30,7 +30,10 @@
 #define HIT_NETWORK "198.18.0.0/15"  /* RFC 2544 benchmarking range, never routed */
 #define MISS_CLIENT "192.0.2.1"      /* RFC 5737 TEST-NET-1 */
 #define RCPT_DOMAIN "@example.com"
-#define VALUE_MAX 64                 /* longest varying value: "user<20 digits>@example.com" */
+#define VALUE_MAX 192                /* longest varying value: "vnew<6 letters>x<20 digits>@"
+                                      * and a domain of BENCH_DOMAIN_MAX */
+#define VPOOL_PREFIX "vpool"         /* verify-*: pool addresses vpool<k>@D */
+#define VNEW_PREFIX "vnew"           /* verify-probe: vnew<nonce>x<n>@D */
 #define TRIP_HELO "mail.sender.example.net"
 #define TRIP_SENDER_DOMAIN "@sender.example.net"
 #define TRIP_RCPT_DOMAIN "@example.com"
@@ -94,11 +97,33 @@ static size_t put_letters(char *p, uint64_t v, size_t width)
     return n;
 }
 
+/* put_verify_addr - pool address k (is_new false) or new address k of the run (is_new true) in
+ * t's domain at v (VALUE_MAX bytes, not terminated); returns its length. */
+static size_t put_verify_addr(const struct bench_req *t, bool is_new, uint64_t k, char *v)
+{
+    size_t n;
+
+    if (is_new) {
+        memcpy(v, VNEW_PREFIX, sizeof VNEW_PREFIX - 1);
+        n = sizeof VNEW_PREFIX - 1;
+        n += put_letters(v + n, t->nonce, NONCE_LETTERS);
+        v[n++] = 'x';
+    } else {
+        memcpy(v, VPOOL_PREFIX, sizeof VPOOL_PREFIX - 1);
+        n = sizeof VPOOL_PREFIX - 1;
+    }
+    n += put_decimal(v + n, k);
+    memcpy(v + n, t->domain, t->domainlen);
+    return n + t->domainlen;
+}
+
 /* var_value - the varying field's text for key into v (VALUE_MAX bytes, not terminated). */
 static size_t var_value(const struct bench_req *t, uint64_t key, char *v)
 {
     size_t n = 0;
 
+    if (bench_is_verify(t->workload))
+        return put_verify_addr(t, t->workload == BENCH_VERIFY_PROBE, key, v);
     if (t->workload == BENCH_WHITELIST_ADD) {
         /* Distinct host addresses 10.a.b.c, one per key (BENCH_MAX_KEYS < 2^24). */
         memcpy(v, "10.", 3);
@@ -117,10 +142,10 @@ static size_t var_value(const struct bench_req *t, uint64_t key, char *v)
     return n + sizeof RCPT_DOMAIN - 1;
 }
 
-size_t bench_req_build(const struct bench_req *t, uint64_t id, uint64_t key, uint8_t *buf)
+/* build_value - the request with this id and the varying field value (vlen bytes) into buf. */
+static size_t build_value(const struct bench_req *t, uint64_t id, const char *value, size_t vlen,
+                          uint8_t *buf)
 {
-    char value[VALUE_MAX];
-    size_t vlen = var_value(t, key, value);
     uint64_t vtag = ((uint64_t)t->var_field << 3) | WIRETYPE_LEN;
     size_t varlen = varint_len(vtag) + varint_len(vlen) + vlen;
     size_t n = 0;
@@ -137,6 +162,22 @@ size_t bench_req_build(const struct bench_req *t, uint64_t id, uint64_t key, uin
     n += put_varint(buf + n, vlen);
     memcpy(buf + n, value, vlen);
     return n + vlen;
+}
+
+size_t bench_req_build(const struct bench_req *t, uint64_t id, uint64_t key, uint8_t *buf)
+{
+    char value[VALUE_MAX];
+
+    return build_value(t, id, value, var_value(t, key, value), buf);
+}
+
+size_t bench_req_build_pool(const struct bench_req *t, uint64_t id, uint64_t k, uint8_t *buf)
+{
+    char value[VALUE_MAX];
+
+    if (!bench_is_verify(t->workload))
+        return bench_req_build(t, id, k, buf);
+    return build_value(t, id, value, put_verify_addr(t, false, k, value), buf);
 }
 
 /* put_field - writes string field number field (len bytes of s) at p; returns the bytes written. */
@@ -205,7 +246,8 @@ static int self_test(const struct bench_req *t, char *err, size_t errlen)
 {
     uint8_t buf[BENCH_REQ_MAX];
     char want[VALUE_MAX + 1];
-    const uint64_t id = 0x1234567890ull, key = 4242;
+    const uint64_t id = 0x1234567890ull;
+    const uint64_t key = t->workload == BENCH_VERIFY_PROBE ? UINT64_MAX : 4242; /* the longest */
     size_t len = bench_req_build(t, id, key, buf);
     Mxcache__Request *r = wire_request_unpack(buf, len);
     const char *got = NULL;
@@ -227,14 +269,27 @@ static int self_test(const struct bench_req *t, char *err, size_t errlen)
     return MXC_OK;
 }
 
-int bench_req_init(struct bench_req *t, enum bench_workload w, char *err, size_t errlen)
+int bench_req_init(struct bench_req *t, const struct bench_opts *o, char *err, size_t errlen)
 {
     const ProtobufCMessage *body;
     Mxcache__CheckRequest cq = MXCACHE__CHECK_REQUEST__INIT;
     Mxcache__WhitelistAddRequest aq = MXCACHE__WHITELIST_ADD_REQUEST__INIT;
+    enum bench_workload w = o->workload;
 
     memset(t, 0, sizeof *t);
     t->workload = w;
+    if (bench_is_verify(w)) {
+        const char *d = o->domain ? o->domain : BENCH_DEFAULT_DOMAIN;
+        size_t dl = strlen(d);
+        if (dl == 0 || dl > BENCH_DOMAIN_MAX) {
+            snprintf(err, errlen, "internal error: --domain of %zu bytes", dl);
+            return MXC_EPROTO;
+        }
+        t->domain[0] = '@';
+        memcpy(t->domain + 1, d, dl);
+        t->domainlen = dl + 1;
+        t->nonce = o->nonce;
+    }
     if (w == BENCH_WHITELIST_ADD) {
         aq.kind = MXCACHE__WHITELIST_KIND__WHITELIST_CLIENT;
         aq.comment = "mxcache-bench";
@@ -253,7 +308,9 @@ int bench_req_init(struct bench_req *t, enum bench_workload w, char *err, size_t
         t->var_field = CHECK_FIELD_RECIPIENT;
         body = &cq.base;
     } else {
-        /* What Postfix sends for a RCPT; only the recipient changes between requests. */
+        /* What Postfix sends for a RCPT; only the recipient changes between requests. The
+         * verification workloads come from one client, as a benchmark with
+         * verify.client_probes_per_minute = 0 may. */
         cq.client_address = w == BENCH_CHECK_HIT ? HIT_CLIENT : MISS_CLIENT;
         cq.client_name = "mx.bench.example";
         cq.helo_name = "mx.bench.example";
@@ -296,7 +353,7 @@ int bench_req_setup(const struct bench_req *t, uint64_t id, uint8_t **buf, size_
         *buf = malloc(BENCH_REQ_MAX);
         if (!*buf)
             return MXC_ENOMEM;
-        *len = bench_req_build(t, id, 0, *buf);
+        *len = bench_req_build_pool(t, id, 0, *buf);
         return MXC_OK;
     }
     aq.kind = MXCACHE__WHITELIST_KIND__WHITELIST_CLIENT;
@@ -330,6 +387,44 @@ static void arena_free(void *data, void *p)
     (void)p;
 }
 
+/* clean_rule - the rule name s, characters outside printable ASCII replaced, capped, into out. */
+static void clean_rule(const char *s, char *out, size_t outlen)
+{
+    snprintf(out, outlen, "%s", s ? s : "(none)");
+    for (char *p = out; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+}
+
+static const char *const rule_names[BENCH_RULES] = {
+    [BENCH_RULE_POSITIVE] = "verify_positive", [BENCH_RULE_NEGATIVE] = "verify_negative",
+    [BENCH_RULE_PENDING] = "verify_pending",   [BENCH_RULE_TEMPFAIL] = "verify_tempfail",
+    [BENCH_RULE_REFUSED] = "verify_refused",   [BENCH_RULE_ACCEPTALL] = "verify_acceptall",
+    [BENCH_RULE_OTHER] = "other",
+};
+
+const char *bench_rule_name(enum bench_rule r)
+{
+    return r < BENCH_RULES ? rule_names[r] : "other";
+}
+
+bool bench_rule_expected(enum bench_workload w, enum bench_rule r)
+{
+    if (w == BENCH_VERIFY_HIT)
+        return r == BENCH_RULE_POSITIVE;
+    return w == BENCH_VERIFY_PROBE && (r == BENCH_RULE_POSITIVE || r == BENCH_RULE_NEGATIVE);
+}
+
+/* rule_of - the class of rule name s (NULL: none). */
+static enum bench_rule rule_of(const char *s)
+{
+    if (s)
+        for (int r = 0; r < BENCH_RULE_OTHER; r++)
+            if (strcmp(s, rule_names[r]) == 0)
+                return (enum bench_rule)r;
+    return BENCH_RULE_OTHER;
+}
+
 /* clean_copy - "name: message" of an error reply, control characters replaced, into out. */
 static void clean_copy(const Mxcache__Error *e, char *out, size_t outlen)
 {
@@ -341,7 +436,8 @@ static void clean_copy(const Mxcache__Error *e, char *out, size_t outlen)
 
 enum bench_verdict bench_req_classify(const struct bench_req *t, struct bench_arena *arena,
                                       const uint8_t *buf, size_t len, uint64_t *id,
-                                      char *errtext, size_t errlen, enum bench_class *cls)
+                                      char *errtext, size_t errlen, enum bench_class *cls,
+                                      enum bench_rule *rule)
 {
     ProtobufCAllocator alloc = {.alloc = arena_alloc, .free = arena_free, .allocator_data = arena};
     Mxcache__Reply *r;
@@ -360,6 +456,12 @@ enum bench_verdict bench_req_classify(const struct bench_req *t, struct bench_ar
             clean_copy(r->error, errtext, errlen);
         return BENCH_REPLY_ERROR;
     case MXCACHE__REPLY__BODY_CHECK: {
+        if (bench_is_verify(t->workload)) {
+            *rule = rule_of(r->check->rule);
+            if (*rule == BENCH_RULE_OTHER && errtext && errlen)
+                clean_rule(r->check->rule, errtext, errlen < BENCH_RULE_NAME_MAX ? errlen : BENCH_RULE_NAME_MAX);
+            return BENCH_REPLY_OK;
+        }
         if (t->workload == BENCH_TRIPLETS) {
             *cls = r->check->action == MXCACHE__ACTION__ACTION_DUNNO    ? BENCH_CLASS_ACCEPT
                    : r->check->action == MXCACHE__ACTION__ACTION_DEFER  ? BENCH_CLASS_DEFER

@@ -9,6 +9,11 @@
  *
  * With --workload triplets each request's triplet comes from the thread's picker (bench_req.c);
  * with --prewarm the pool keys come from one shared counter, so each is asked exactly once.
+ * --workload verify-hit first runs prewarm passes of its own shape (BENCH_PREWARM_SOCKETS x
+ * BENCH_PREWARM_INFLIGHT), each asking every pool address once from that shared counter, until a
+ * pass finds all of them cached; verify-probe numbers its new addresses per thread (thread,
+ * thread + T, ...), so no two requests of a run share one. A thread whose shared counter ran out
+ * ends as soon as nothing of its own is outstanding.
  *
  * Request ids are (per-thread sequence << 32) | global slot number, so a reply finds its slot and
  * send time without a search, and a stale or duplicated reply (sequence differs) is recognised as
@@ -71,10 +76,15 @@ struct worker {
     struct bench_picker pick;   /* triplets */
     struct bench_triplet trip;  /* triplets: the next request's, when trip_ready */
     bool trip_ready;
+    uint64_t next_key;          /* verify-hit prewarm: the next request's pool key, when key_ready */
+    bool key_ready;
+    bool exhausted;             /* a shared counter (prewarm) ran out: nothing more to send */
     uint64_t replies, errors, unexpected, sent, lost;
     uint64_t classes[BENCH_CLASSES];
+    uint64_t rules[BENCH_RULES];
     int sys_errno;              /* a zmq_poll failure ended the thread early */
     char first_error[160];
+    char first_other[BENCH_RULE_NAME_MAX];
     uint8_t buf[BENCH_REQ_MAX];
     struct bench_arena arena;
     struct bench_hist hist;
@@ -107,6 +117,35 @@ static void *dealer_open(void *zctx, const struct bench_opts *o)
         return NULL;
     }
     return s;
+}
+
+/* verify_setup_warn - says on stderr why the verification run will not measure what it should,
+ * from the rule of the setup Check (pool address 0). Prints nothing when it looks right. */
+static void verify_setup_warn(const struct bench_req *req, const char *rule)
+{
+    char name[BENCH_RULE_NAME_MAX];
+    const char *why;
+
+    snprintf(name, sizeof name, "%s", rule ? rule : "(none)");
+    for (char *p = name; *p; p++)
+        if ((unsigned char)*p < 0x20 || (unsigned char)*p >= 0x7f)
+            *p = '?';
+    if (strcmp(name, "verify_positive") == 0 || strcmp(name, "verify_negative") == 0 ||
+        strcmp(name, "verify_pending") == 0)
+        return;
+    if (strncmp(name, "verify_", 7) != 0)
+        why = "the recipient was not verified: greylisting on (greylist.enabled = false), or no "
+              "verify.routes entry for the --domain?";
+    else if (strcmp(name, "verify_refused") == 0)
+        why = "a limit refused the probe: set verify.client_probes_per_minute = 0 and the route's "
+              "probes_per_second = 0 for a benchmark";
+    else if (strcmp(name, "verify_acceptall") == 0)
+        why = "the domain is marked accept-all (verify.acceptall_interval = 0 keeps a benchmark "
+              "backend that accepts everything from being marked)";
+    else
+        why = "the backend failed the probe (is it running? verify.tempfail_ttl keeps the failure)";
+    fprintf(stderr, BENCH_PROGNAME ": warning: the setup Check of vpool0%.*s was answered by rule "
+            "\"%s\": %s\n", (int)req->domainlen, req->domain, name, why);
 }
 
 /* probe - sends the workload's setup request and waits BENCH_PROBE_TIMEOUT_MS for its reply. */
@@ -166,6 +205,8 @@ static int probe(void *zctx, const struct bench_opts *o, const struct bench_req 
                 fprintf(stderr, BENCH_PROGNAME ": warning: the service decided by rule \"%.40s\", not "
                         "\"default\": check-miss replies will count as unexpected (greylisting on? "
                         "use --workload triplets, or greylist.enabled = false)\n", r->check->rule);
+            if (bench_is_verify(req->workload) && r->body_case == MXCACHE__REPLY__BODY_CHECK)
+                verify_setup_warn(req, r->check->rule);
         }
         mxcache__reply__free_unpacked(r, NULL);
         break;
@@ -194,10 +235,26 @@ static void send_slot(struct worker *w, struct bsock *bs, unsigned s)
         /* Robustness: a triplet whose send failed is kept for the retry, so --prewarm skips none. */
         if (!w->trip_ready && !bench_pick_next(&w->pick, &w->trip)) {
             sl->id = 0; /* --prewarm handed out every key: the slot stays empty */
+            w->exhausted = true;
             return;
         }
         w->trip_ready = true;
         len = bench_req_build_triplet(w->sh->req, id, &w->trip, w->buf);
+    } else if (o->workload == BENCH_VERIFY_HIT && o->prewarm) {
+        /* Robustness: as for triplets, a key whose send failed is kept for the retry. */
+        if (!w->key_ready) {
+            uint64_t k = atomic_fetch_add(&w->sh->prewarm_key, 1);
+            if (k >= o->keys) {
+                sl->id = 0;
+                w->exhausted = true;
+                return;
+            }
+            w->next_key = k;
+            w->key_ready = true;
+        }
+        len = bench_req_build_pool(w->sh->req, id, w->next_key, w->buf);
+    } else if (o->workload == BENCH_VERIFY_PROBE) {
+        len = bench_req_build(w->sh->req, id, w->pick.new_next, w->buf);
     } else {
         len = bench_req_build(w->sh->req, id, w->key, w->buf);
     }
@@ -210,6 +267,9 @@ static void send_slot(struct worker *w, struct bsock *bs, unsigned s)
     }
     sl->id = id;
     w->trip_ready = false;
+    w->key_ready = false;
+    if (o->workload == BENCH_VERIFY_PROBE)
+        w->pick.new_next += w->pick.new_step;
     w->seq++;
     w->sent++;
     if (++w->key == o->keys)
@@ -258,6 +318,7 @@ static void drain(struct worker *w, struct bsock *bs, zmq_msg_t *m)
         uint64_t id;
         char errtext[sizeof w->first_error];
         enum bench_class cls = BENCH_CLASS_OTHER;
+        enum bench_rule rule = BENCH_RULE_OTHER;
 
         if (zmq_msg_recv(m, bs->zs, ZMQ_DONTWAIT) < 0)
             return;
@@ -272,7 +333,8 @@ static void drain(struct worker *w, struct bsock *bs, zmq_msg_t *m)
         }
         errtext[0] = '\0';
         enum bench_verdict v = bench_req_classify(w->sh->req, &w->arena, zmq_msg_data(m),
-                                                  zmq_msg_size(m), &id, errtext, sizeof errtext, &cls);
+                                                  zmq_msg_size(m), &id, errtext, sizeof errtext, &cls,
+                                                  &rule);
         uint64_t gslot = id & SLOT_MASK;
         unsigned s = (unsigned)(gslot % o->inflight);
         if (id == 0 || gslot / o->inflight != bs->index || bs->slots[s].id != id) {
@@ -283,6 +345,22 @@ static void drain(struct worker *w, struct bsock *bs, zmq_msg_t *m)
         bs->slots[s].id = 0;
         if (v == BENCH_REPLY_UNEXPECTED) {
             w->unexpected++;
+        } else if (v == BENCH_REPLY_OK && bench_is_verify(o->workload)) {
+            bool expected = bench_rule_expected(o->workload, rule);
+            /* verify-probe: a 450 verify_pending is the service's answer under this load, not a
+             * mistake; it is counted by rule only. */
+            if (!expected && !(o->workload == BENCH_VERIFY_PROBE && rule == BENCH_RULE_PENDING))
+                w->unexpected++;
+            if (rule == BENCH_RULE_OTHER && !w->first_other[0])
+                snprintf(w->first_other, sizeof w->first_other, "%.*s",
+                         (int)sizeof w->first_other - 1, errtext);
+            if (take(w, now)) {
+                w->rules[rule]++;
+                if (expected) {
+                    w->replies++;
+                    bench_hist_record(&w->hist, latency);
+                }
+            }
         } else if (take(w, now)) {
             if (v == BENCH_REPLY_OK) {
                 w->replies++;
@@ -313,6 +391,16 @@ static void sweep(struct worker *w, uint64_t now)
                 send_slot(w, bs, s);
             }
     }
+}
+
+/* outstanding - whether any request of w waits for its reply. */
+static bool outstanding(const struct worker *w)
+{
+    for (unsigned i = 0; i < w->nsocks; i++)
+        for (unsigned s = 0; s < w->sh->o->inflight; s++)
+            if (w->socks[i].slots[s].id)
+                return true;
+    return false;
 }
 
 static void *worker_main(void *arg)
@@ -356,6 +444,10 @@ static void *worker_main(void *arg)
         for (unsigned i = 0; i < w->nsocks; i++)
             if (w->items[i].revents & ZMQ_POLLIN)
                 drain(w, &w->socks[i], &m);
+        /* A prewarm whose keys ran out ends without waiting for lost replies (a later pass
+         * asks their keys again). */
+        if (w->exhausted && !outstanding(w))
+            break;
     }
     zmq_msg_close(&m);
     return NULL;
@@ -437,42 +529,29 @@ static void collect(const struct shared *sh, struct worker *ws, struct bench_res
         r->lost += w->lost;
         for (int c = 0; c < BENCH_CLASSES; c++)
             r->classes[c] += w->classes[c];
+        for (int c = 0; c < BENCH_RULES; c++)
+            r->rules[c] += w->rules[c];
         bench_hist_merge(&r->hist, &w->hist);
         if (!r->first_error[0] && w->first_error[0])
             memcpy(r->first_error, w->first_error, sizeof r->first_error);
+        if (!r->first_other[0] && w->first_other[0])
+            memcpy(r->first_other, w->first_other, sizeof r->first_other);
     }
     r->count_limited = stop_ns != 0;
     r->elapsed_ns = (stop_ns ? stop_ns : sh->t_end) - sh->t_measure;
 }
 
-int bench_run(const struct bench_opts *o, struct bench_result *r)
+/* run_phase - one run of o (workers, sockets, threads) on zctx, its figures merged into r (which
+ * the caller initialised). Returns BENCH_EXIT_OK or BENCH_EXIT_FAIL after a message. */
+static int run_phase(void *zctx, const struct bench_opts *o, const struct bench_req *req,
+                     struct bench_result *r)
 {
-    struct bench_req req;
-    struct shared sh = {.o = o, .req = &req};
-    struct worker *ws = NULL;
-    char err[256];
-    void *zctx;
-    int rc;
+    struct shared sh = {.o = o, .req = req};
+    struct worker *ws;
+    int rc = BENCH_EXIT_OK;
 
-    memset(r, 0, sizeof *r);
-    bench_hist_init(&r->hist);
-    if (bench_req_init(&req, o->workload, err, sizeof err) != MXC_OK) {
-        fprintf(stderr, BENCH_PROGNAME ": %s\n", err);
+    if (!(ws = workers_create(zctx, &sh)))
         return BENCH_EXIT_FAIL;
-    }
-    zctx = zmq_ctx_new();
-    if (!zctx) {
-        fprintf(stderr, BENCH_PROGNAME ": cannot create a ZeroMQ context: %s\n", zmq_strerror(errno));
-        return BENCH_EXIT_FAIL;
-    }
-    /* One I/O thread per client thread, so the generator's own I/O scales with --threads. */
-    zmq_ctx_set(zctx, ZMQ_IO_THREADS, (int)o->threads);
-    if ((rc = probe(zctx, o, &req)) != BENCH_EXIT_OK)
-        goto out;
-    if (!(ws = workers_create(zctx, &sh))) {
-        rc = BENCH_EXIT_FAIL;
-        goto out;
-    }
     atomic_init(&sh.counted, 0);
     atomic_init(&sh.prewarm_key, 0);
     atomic_init(&sh.stop, false);
@@ -500,8 +579,95 @@ int bench_run(const struct bench_opts *o, struct bench_result *r)
         }
     if (rc == BENCH_EXIT_OK)
         collect(&sh, ws, r);
-out:
     workers_free(ws, o->threads);
+    return rc;
+}
+
+/* prewarm - verify-hit: asks every pool address once per pass, BENCH_PREWARM_SOCKETS x
+ * BENCH_PREWARM_INFLIGHT at a time, until a pass finds all of them cached (answered
+ * verify_positive or verify_negative), within o->prewarm_ms and BENCH_PREWARM_PASSES passes.
+ * A pass that leaves some unsettled while it makes progress or sees verify_pending (the probe
+ * still runs; asking again joins it) is followed, BENCH_PREWARM_PAUSE_MS later, by another; one
+ * that does neither (tempfail, refused, another rule: asking again changes nothing) ends the
+ * prewarm. Fills the prewarm fields of r; a pool not all cached is a warning, not a failure (the
+ * run counts those answers as other). */
+static int prewarm(void *zctx, const struct bench_opts *o, const struct bench_req *req,
+                   struct bench_result *r)
+{
+    struct bench_opts po = *o;
+    struct bench_result *pr = malloc(sizeof *pr);
+    uint64_t t0 = bench_mono_ns(), deadline = t0 + o->prewarm_ms * 1000000u;
+    int rc = BENCH_EXIT_OK;
+
+    if (!pr) {
+        fprintf(stderr, BENCH_PROGNAME ": out of memory\n");
+        return BENCH_EXIT_FAIL;
+    }
+    po.prewarm = true;
+    po.sockets = BENCH_PREWARM_SOCKETS;
+    po.inflight = BENCH_PREWARM_INFLIGHT;
+    po.threads = 1;
+    po.warmup_ms = 0;
+    po.requests = o->keys;
+    while (r->prewarm_passes < BENCH_PREWARM_PASSES) {
+        uint64_t now = bench_mono_ns(), before = r->prewarm_settled;
+        if (r->prewarm_passes > 0) {
+            struct timespec pause = {BENCH_PREWARM_PAUSE_MS / 1000, (BENCH_PREWARM_PAUSE_MS % 1000) * 1000000L};
+            nanosleep(&pause, NULL);
+            now = bench_mono_ns();
+        }
+        if (now + 100000000u > deadline) /* less than 100 ms left: not worth a pass */
+            break;
+        po.duration_ms = (deadline - now) / 1000000u;
+        memset(pr, 0, sizeof *pr);
+        bench_hist_init(&pr->hist);
+        if ((rc = run_phase(zctx, &po, req, pr)) != BENCH_EXIT_OK)
+            break;
+        if (r->prewarm_passes++ == 0)
+            memcpy(r->prewarm_rules, pr->rules, sizeof r->prewarm_rules);
+        r->prewarm_settled = pr->rules[BENCH_RULE_POSITIVE] + pr->rules[BENCH_RULE_NEGATIVE];
+        if (r->prewarm_settled >= o->keys ||
+            (r->prewarm_settled <= before && pr->rules[BENCH_RULE_PENDING] == 0 && pr->lost == 0))
+            break;
+    }
+    r->prewarm_ns = bench_mono_ns() - t0;
+    if (rc == BENCH_EXIT_OK && r->prewarm_settled < o->keys)
+        fprintf(stderr, BENCH_PROGNAME ": warning: prewarm: %" PRIu64 " of %" PRIu64 " pool addresses "
+                "cached after %" PRIu64 " passes and %.1f s; last pass: pending %" PRIu64 ", tempfail %"
+                PRIu64 ", refused %" PRIu64 ", other %" PRIu64 ", errors %" PRIu64 ", lost %" PRIu64 "\n",
+                r->prewarm_settled, o->keys, r->prewarm_passes, (double)r->prewarm_ns / 1e9,
+                pr->rules[BENCH_RULE_PENDING], pr->rules[BENCH_RULE_TEMPFAIL],
+                pr->rules[BENCH_RULE_REFUSED], pr->rules[BENCH_RULE_OTHER], pr->errors, pr->lost);
+    free(pr);
+    return rc;
+}
+
+int bench_run(const struct bench_opts *o, struct bench_result *r)
+{
+    struct bench_req req;
+    char err[256];
+    void *zctx;
+    int rc;
+
+    memset(r, 0, sizeof *r);
+    bench_hist_init(&r->hist);
+    if (bench_req_init(&req, o, err, sizeof err) != MXC_OK) {
+        fprintf(stderr, BENCH_PROGNAME ": %s\n", err);
+        return BENCH_EXIT_FAIL;
+    }
+    zctx = zmq_ctx_new();
+    if (!zctx) {
+        fprintf(stderr, BENCH_PROGNAME ": cannot create a ZeroMQ context: %s\n", zmq_strerror(errno));
+        return BENCH_EXIT_FAIL;
+    }
+    /* One I/O thread per client thread, so the generator's own I/O scales with --threads. */
+    zmq_ctx_set(zctx, ZMQ_IO_THREADS, (int)o->threads);
+    if ((rc = probe(zctx, o, &req)) != BENCH_EXIT_OK)
+        goto out;
+    if (o->workload == BENCH_VERIFY_HIT && (rc = prewarm(zctx, o, &req, r)) != BENCH_EXIT_OK)
+        goto out;
+    rc = run_phase(zctx, o, &req, r);
+out:
     zmq_ctx_term(zctx);
     return rc;
 }

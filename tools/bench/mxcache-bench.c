@@ -2,9 +2,10 @@
  *
  * SYNOPSIS
  *   mxcache-bench [--protocol zmq|policy] [--server ENDPOINT]
- *                 [--workload check-hit|check-miss|whitelist-add|triplets] [--new-ratio R]
- *                 [--prewarm] [--sockets S] [--inflight W] [--threads T] [--duration D]
- *                 [--requests N] [--warmup D] [--keys K] [--server-pid PID] [--json]
+ *                 [--workload check-hit|check-miss|whitelist-add|triplets|verify-hit|verify-probe]
+ *                 [--new-ratio R] [--prewarm] [--domain D] [--prewarm-time D] [--sockets S]
+ *                 [--inflight W] [--threads T] [--duration D] [--requests N] [--warmup D]
+ *                 [--keys K] [--server-pid PID] [--json]
  *
  * DESCRIPTION
  *   Keeps S connections with W requests outstanding on each (closed loop), shared among T
@@ -23,6 +24,15 @@
  *   and counts the answers as accepted, deferred, rejected or other. --prewarm asks each pool
  *   triplet once and stops; run it once, wait for the greylisting delay, and run it again, and
  *   the pool's triplets pass from then on.
+ *
+ *   --workload verify-hit and verify-probe ask recipient-verification questions (Checks at RCPT
+ *   from one client, recipients in --domain, which needs a verify.routes entry in mxcached, with
+ *   greylisting off). verify-hit first asks each of K pool addresses once, in passes until all
+ *   are cached (bounded by --prewarm-time), then measures answers from the cache; verify-probe
+ *   asks only addresses never seen before, so that each Check waits for one SMTP probe of the
+ *   backend, and measures probes per second. Answers are counted by rule: verify_positive
+ *   (and for verify-probe verify_negative) are the measured replies, verify_pending (the probe
+ *   outlasted verify.wait) is counted apart, and anything else is other and unexpected.
  *
  *   check-hit whitelists 198.18.0.0/15 (for BENCH_WL_TTL_MS) before the run, and whitelist-add
  *   writes client entries 10.x.y.z with the same expiry: point it at a test service, not at
@@ -71,10 +81,18 @@ static const char usage_text[] =
     "                       whitelist-add  add client 10.x.y.z entries: one durable write each\n"
     "                       triplets    greylisting questions at RCPT, new and repeated\n"
     "                                   triplets (the only workload, and the default, with policy)\n"
+    "                       verify-hit  Check of --keys pool recipients in --domain, cached by a\n"
+    "                                   prewarm first: rule verify_positive expected\n"
+    "                       verify-probe  Check of a never-seen recipient in --domain each: one\n"
+    "                                   SMTP probe of the backend per request\n"
     "  --new-ratio R        triplets: fraction of requests with a never-seen triplet (client\n"
     "                       /24, sender, recipient), the rest repeat the --keys pool (default 0.5)\n"
     "  --prewarm            triplets: ask each pool triplet once (no warmup, no new triplets) and\n"
     "                       stop; twice, a greylisting delay apart, makes the pool pass\n"
+    "  --domain D           verify-*: the recipients' domain, routed in mxcached's verify.routes\n"
+    "                       (default " BENCH_DEFAULT_DOMAIN ")\n"
+    "  --prewarm-time D     verify-hit: time for the prewarm, all passes (default 60 s, at most\n"
+    "                       600 s); it ends early once every pool address is cached\n"
     "  --sockets S          connections (default 8, 1-1024)\n"
     "  --inflight W         requests outstanding per connection (default 16 with zmq, 1-4096;\n"
     "                       1 with policy, as Postfix, up to 64 pipelined)\n"
@@ -84,7 +102,7 @@ static const char usage_text[] =
     "  --requests N         also stop after N measured replies\n"
     "  --warmup D           unmeasured time before (default 1 s, at most 60 s)\n"
     "  --keys K             distinct recipients, addresses or pool triplets cycled (default\n"
-    "                       100000, 1-16000000)\n"
+    "                       100000, 1-16000000); verify-hit: each is probed once by the prewarm\n"
     "  --server-pid PID     report the service's peak RSS (VmHWM of /proc/PID/status)\n"
     "  --json               also print the result as one JSON line\n"
     "  --help               this text\n"
@@ -143,6 +161,8 @@ static bool parse_workload(const char *s, enum bench_workload *w)
         {"check-miss", BENCH_CHECK_MISS},
         {"whitelist-add", BENCH_WHITELIST_ADD},
         {"triplets", BENCH_TRIPLETS},
+        {"verify-hit", BENCH_VERIFY_HIT},
+        {"verify-probe", BENCH_VERIFY_PROBE},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (strcmp(s, names[i].name) == 0) {
@@ -161,6 +181,10 @@ static const char *workload_name(enum bench_workload w)
         return "check-miss";
     case BENCH_TRIPLETS:
         return "triplets";
+    case BENCH_VERIFY_HIT:
+        return "verify-hit";
+    case BENCH_VERIFY_PROBE:
+        return "verify-probe";
     default:
         return "whitelist-add";
     }
@@ -169,6 +193,31 @@ static const char *workload_name(enum bench_workload w)
 static const char *protocol_name(enum bench_protocol p)
 {
     return p == BENCH_PROTO_POLICY ? "policy" : "zmq";
+}
+
+/* domain_ok - whether s is a domain name the bench may put in recipients: labels of letters,
+ * digits and '-' (not at a label's ends), 1-63 bytes each, separated by single dots, at most
+ * BENCH_DOMAIN_MAX bytes. */
+static bool domain_ok(const char *s)
+{
+    size_t len = strlen(s), label = 0;
+
+    if (len == 0 || len > BENCH_DOMAIN_MAX)
+        return false;
+    for (size_t i = 0; i <= len; i++) {
+        char c = s[i];
+        if (c == '.' || c == '\0') {
+            if (label == 0 || label > 63 || s[i - 1] == '-')
+                return false;
+            label = 0;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   (c == '-' && label > 0)) {
+            label++;
+        } else {
+            return false;
+        }
+    }
+    return true;
 }
 
 /* parse_ratio - a number from 0 to 1 ("0.5", "1") into *out. */
@@ -237,6 +286,8 @@ enum {
     OPT_PROTOCOL,
     OPT_NEW_RATIO,
     OPT_PREWARM,
+    OPT_DOMAIN,
+    OPT_PREWARM_TIME,
 };
 
 /* parse_args - fills o from argv. Returns -1 to go on, else an exit code (after --help or a
@@ -258,12 +309,15 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         {"protocol", required_argument, NULL, OPT_PROTOCOL},
         {"new-ratio", required_argument, NULL, OPT_NEW_RATIO},
         {"prewarm", no_argument, NULL, OPT_PREWARM},
+        {"domain", required_argument, NULL, OPT_DOMAIN},
+        {"prewarm-time", required_argument, NULL, OPT_PREWARM_TIME},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
     uint64_t v;
     int c;
     bool server_set = false, inflight_set = false, workload_set = false, ratio_set = false;
+    bool domain_set = false, prewarm_time_set = false;
 
     *o = (struct bench_opts){
         .server = BENCH_DEFAULT_SERVER,
@@ -275,6 +329,8 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         .keys = BENCH_DEFAULT_KEYS,
         .workload = BENCH_CHECK_MISS,
         .new_ratio = 0.5,
+        .domain = BENCH_DEFAULT_DOMAIN,
+        .prewarm_ms = BENCH_DEFAULT_PREWARM_MS,
     };
     opterr = 0;
     while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
@@ -300,6 +356,19 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             break;
         case OPT_PREWARM:
             o->prewarm = true;
+            break;
+        case OPT_DOMAIN:
+            if (!domain_ok(optarg))
+                return usage_error("--domain: '%s' is not a domain name of at most 128 bytes", optarg);
+            o->domain = optarg;
+            domain_set = true;
+            break;
+        case OPT_PREWARM_TIME:
+            if (!parse_seconds(optarg, &v) || v == 0 || v > BENCH_MAX_PREWARM_MS)
+                return usage_error("--prewarm-time: '%s' is not a duration above 0 and at most 600 s",
+                                   optarg);
+            o->prewarm_ms = v;
+            prewarm_time_set = true;
             break;
         case OPT_SOCKETS:
             if (!parse_u64(optarg, 1, BENCH_MAX_SOCKETS, &v))
@@ -334,8 +403,8 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             break;
         case OPT_WORKLOAD:
             if (!parse_workload(optarg, &o->workload))
-                return usage_error(
-                    "--workload: '%s' is not check-hit, check-miss, whitelist-add or triplets", optarg);
+                return usage_error("--workload: '%s' is not check-hit, check-miss, whitelist-add, "
+                                   "triplets, verify-hit or verify-probe", optarg);
             workload_set = true;
             break;
         case OPT_KEYS:
@@ -378,6 +447,10 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
     }
     if (o->workload != BENCH_TRIPLETS && (ratio_set || o->prewarm))
         return usage_error("--new-ratio and --prewarm go with --workload triplets%s", "");
+    if (!bench_is_verify(o->workload) && domain_set)
+        return usage_error("--domain goes with --workload verify-hit or verify-probe%s", "");
+    if (o->workload != BENCH_VERIFY_HIT && prewarm_time_set)
+        return usage_error("--prewarm-time goes with --workload verify-hit%s", "");
     if (o->prewarm) {
         /* Each pool triplet once: the run ends with reply number --keys. */
         o->new_ratio = 0;
@@ -436,6 +509,18 @@ static void print_block(const struct bench_opts *o, const struct bench_result *r
         else
             printf("triplets      new ratio %.3f, pool of %" PRIu64 "\n", o->new_ratio, o->keys);
     }
+    if (o->workload == BENCH_VERIFY_HIT) {
+        printf("recipients    pool of %" PRIu64 " in %s\n", o->keys, o->domain);
+        printf("prewarm       %" PRIu64 " of %" PRIu64 " cached after %" PRIu64 " pass%s, %.3f s; first "
+               "pass:", r->prewarm_settled, o->keys, r->prewarm_passes,
+               r->prewarm_passes == 1 ? "" : "es", (double)r->prewarm_ns / 1e9);
+        for (int k = 0; k < BENCH_RULES; k++)
+            if (r->prewarm_rules[k])
+                printf(" %s %" PRIu64, bench_rule_name((enum bench_rule)k), r->prewarm_rules[k]);
+        printf("\n");
+    } else if (o->workload == BENCH_VERIFY_PROBE) {
+        printf("recipients    never seen before, in %s\n", o->domain);
+    }
     printf("sockets       %u\n", o->sockets);
     printf("inflight      %u per socket\n", o->inflight);
     printf("threads       %u\n", o->threads);
@@ -457,6 +542,16 @@ static void print_block(const struct bench_opts *o, const struct bench_result *r
                r->classes[BENCH_CLASS_ACCEPT], 100.0 * (double)r->classes[BENCH_CLASS_ACCEPT] / n,
                r->classes[BENCH_CLASS_DEFER], 100.0 * (double)r->classes[BENCH_CLASS_DEFER] / n,
                r->classes[BENCH_CLASS_REJECT], r->classes[BENCH_CLASS_OTHER]);
+    }
+    if (bench_is_verify(o->workload)) {
+        printf("answers      ");
+        for (int k = 0; k < BENCH_RULES; k++)
+            printf(" %s %" PRIu64, bench_rule_name((enum bench_rule)k), r->rules[k]);
+        if (r->first_other[0])
+            printf("  (first other: %s)", r->first_other);
+        printf("\n");
+        printf("measured      %s only (requests/s and latency)\n",
+               o->workload == BENCH_VERIFY_HIT ? "verify_positive" : "verify_positive and verify_negative");
     }
     printf("requests/s    %.1f\n", f->rps);
     printf("latency (us)  p50 %.1f  p90 %.1f  p99 %.1f  p99.9 %.1f  max %.1f  mean %.1f\n", f->p50,
@@ -506,6 +601,28 @@ static void print_json(const struct bench_opts *o, const struct bench_result *r,
                o->new_ratio, o->keys, o->prewarm ? "true" : "false", r->classes[BENCH_CLASS_ACCEPT],
                r->classes[BENCH_CLASS_DEFER], r->classes[BENCH_CLASS_REJECT],
                r->classes[BENCH_CLASS_OTHER]);
+    if (bench_is_verify(o->workload)) {
+        printf(",\"domain\":");
+        json_string(o->domain);
+        if (o->workload == BENCH_VERIFY_HIT)
+            printf(",\"keys\":%" PRIu64, o->keys);
+        printf(",\"rules\":{");
+        for (int k = 0; k < BENCH_RULES; k++)
+            printf("%s\"%s\":%" PRIu64, k ? "," : "", bench_rule_name((enum bench_rule)k), r->rules[k]);
+        printf("}");
+        if (r->first_other[0]) {
+            printf(",\"first_other_rule\":");
+            json_string(r->first_other);
+        }
+    }
+    if (o->workload == BENCH_VERIFY_HIT) {
+        /* Flat names with a prefix, so that a key of "rules" appears once in the line. */
+        printf(",\"prewarm_passes\":%" PRIu64 ",\"prewarm_s\":%.3f,\"prewarm_cached\":%" PRIu64,
+               r->prewarm_passes, (double)r->prewarm_ns / 1e9, r->prewarm_settled);
+        for (int k = 0; k < BENCH_RULES; k++)
+            printf(",\"prewarm_first_%s\":%" PRIu64, bench_rule_name((enum bench_rule)k),
+                   r->prewarm_rules[k]);
+    }
     if (r->first_error[0]) {
         printf(",\"first_error\":");
         json_string(r->first_error);
