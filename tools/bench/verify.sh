@@ -74,21 +74,9 @@ TMP=""
 PIDS=()     # started here, stopped in reverse order
 NAMES=()
 
-log() { echo "verify: $*" >&2; }
-
-# stop_pid NAME PID - SIGTERM, up to 10 s, then SIGKILL; only this PID.
-stop_pid() {
-    local name=$1 pid=$2
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
-        sleep 0.1
-    done
-    log "$name (pid $pid) did not stop on SIGTERM; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
+BENCH_PROG=verify
+# shellcheck source=tools/bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 cleanup() {
     local i
@@ -167,11 +155,6 @@ if ! kill -0 "$MX_PID" 2>/dev/null || [ ! -S "$TMP/mxcached.sock" ]; then
 fi
 MX_EP=ipc://$TMP/mxcached.sock
 log "mxtest-smtpd pid $SMTPD_PID on 127.0.0.1:$SMTP_PORT, mxcached pid $MX_PID on $MX_EP"
-
-# field JSON NAME - a number from a JSON line (each name used here appears once in it).
-field() { sed -E -n "s/.*\"$2\":([0-9.]+).*/\\1/p" <<<"$1"; }
-ms() { awk -v u="$1" 'BEGIN { printf "%.2f", u / 1000 }'; }
-grouped() { awk -v n="$1" 'BEGIN { s = sprintf("%.0f", n); while (s ~ /[0-9][0-9][0-9][0-9]/) sub(/[0-9][0-9][0-9]($|,)/, ",&", s); print s }'; }
 
 # probes_started - the service's verify_probes_started counter, or "" without mxcachectl.
 probes_started() {
