@@ -54,6 +54,8 @@
     X(CTR_VERIFY_REFUSED_ROUTE, "verify_refused_route_limit")                 \
     X(CTR_VERIFY_REFUSED_CIRCUIT, "verify_refused_circuit_open")              \
     X(CTR_VERIFY_REFUSED_BUSY, "verify_refused_busy")                         \
+    X(CTR_VERIFY_REFUSED_ACCEPTALL, "verify_refused_accept_all") /* not probed: accept-all */ \
+    X(CTR_VERIFY_REFUSED_INVALID, "verify_refused_invalid")   /* refused by the engine */ \
     X(CTR_VERIFY_ACCEPTALL_PROBES, "verify_acceptall_probes")                 \
     X(CTR_PROBE_ACCEPTED, "probe_results_accepted")                           \
     X(CTR_PROBE_REJECTED, "probe_results_rejected")                           \
@@ -65,6 +67,7 @@
     X(CTR_GAUGE_PROBES_RUNNING, "verify_probes_running")      /* now, not a total */ \
     X(CTR_GAUGE_CIRCUITS_OPEN, "verify_circuits_open")        /* now */ \
     X(CTR_GAUGE_ACCEPT_ALL, "verify_domains_accept_all")      /* now */ \
+    X(CTR_GAUGE_CLIENTS, "verify_client_buckets")             /* now */ \
     X(CTR_VERIFY_REFRESHES, "verify_refreshes_due") /* cached positives due for refresh */ \
     X(CTR_GREYLIST_NEW, "greylist_new")             /* new triplets deferred */ \
     X(CTR_GREYLIST_DEFERRED, "greylist_deferred")   /* early retries deferred */ \

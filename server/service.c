@@ -942,6 +942,9 @@ static void mirror_verifier(struct service *svc)
     ctr_set(c, CTR_VERIFY_REFUSED_ROUTE, s.refused_route);
     ctr_set(c, CTR_VERIFY_REFUSED_CIRCUIT, s.refused_circuit);
     ctr_set(c, CTR_VERIFY_REFUSED_BUSY, s.refused_busy);
+    ctr_set(c, CTR_VERIFY_REFUSED_ACCEPTALL, s.refused_accept_all);
+    ctr_set(c, CTR_VERIFY_REFUSED_INVALID, s.refused_invalid);
+    ctr_set(c, CTR_GAUGE_CLIENTS, s.clients);
     ctr_set(c, CTR_VERIFY_ACCEPTALL_PROBES, s.acceptall_probes);
     ctr_set(c, CTR_PROBE_ACCEPTED, s.probe.accepted);
     ctr_set(c, CTR_PROBE_REJECTED, s.probe.rejected);
