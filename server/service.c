@@ -1,4 +1,5 @@
-/* The ROUTER loop, Check rounds, sync thread and worker pool of mxcached (see service.h). */
+/* The ROUTER loop, Check rounds, held replies, sync thread and worker pool of mxcached (see
+ * service.h); recipient verification lives in service_verify.c, behind service_int.h. */
 #include "service.h"
 
 #include <errno.h>
@@ -19,6 +20,7 @@
 #include "log.h"
 #include "mxc_err.h"
 #include "parked.h"
+#include "service_int.h"
 #include "syncer.h"
 #include "unsynced.h"
 #include "verifier.h"
@@ -31,72 +33,6 @@
 #define SERVICE_HEARTBEAT_IVL_MS 5000      /* ZMTP heartbeats find dead client connections */
 #define SERVICE_HEARTBEAT_TIMEOUT_MS 15000
 #define SERVICE_LINGER_MS 1000             /* at close, time to flush the last replies */
-#define VERIFY_OPERATOR_WAIT_MS 300000     /* an operator's probe: every stage's timeout, in all */
-
-/* A policy shared by the workers, freed when the last round using it ends. */
-struct cfgref {
-    struct policy *pol;
-    atomic_uint refs;
-};
-
-struct worker {
-    struct service *svc;
-    unsigned index;
-    pthread_t thread;
-    bool started;
-    void *pair_main;   /* main thread's end */
-    void *pair_worker; /* worker thread's end */
-    struct handler *handler;
-    struct counters ctr;
-    size_t inflight;   /* requests handed over and not yet answered (main thread only) */
-    atomic_bool slow;  /* running a deferred request (compaction): send it nothing new */
-};
-
-/* A reply waiting for a WAL sync: sent once the sync of generation gen has finished. A reply that
- * depends on that generation's own writes (must_sync) becomes an error when the sync fails. */
-struct held {
-    zmq_msg_t ident, body;
-    uint64_t id;
-    uint64_t gen;
-    bool must_sync;
-};
-
-struct service {
-    void *zctx;
-    void *router;
-    struct worker *workers;
-    unsigned nworkers;
-    /* Checks are decided on the main thread (no hand-over to a worker and back); their rounds
-     * commit without waiting and the syncer makes the writes durable while the next rounds run. */
-    struct handler *handler;
-    struct syncer *syncer;
-    /* Recipient verification (only with verify.routes): the prober and the Checks that wait
-     * for it. */
-    struct verifier *verifier;
-    struct parked *parked;
-    struct handler_reply *check_replies; /* max_batch */
-    size_t *check_index;                 /* max_batch: which read request each Check is */
-    /* What each Check of the round read that is not durable yet (see unsynced.h). */
-    struct unsynced *unsynced;
-    uint64_t *check_dep;                 /* max_batch: the sync of an earlier round it waits for */
-    bool *check_this_round;              /* max_batch: it read a key written earlier in the round */
-    uint64_t cur_dep;                    /* of the request being handled */
-    bool cur_this_round;
-    uint64_t write_gen;   /* generations of writes asked to be synced */
-    uint64_t synced_gen;  /* every write up to this generation is durable */
-    struct held *held;    /* FIFO ring of replies waiting for a sync, gen non-decreasing */
-    size_t held_head, nheld, held_cap;
-    unsigned max_batch;
-    size_t max_queued;
-    uint64_t shutdown_timeout_ms;
-    struct handler_env env;
-    struct counters ctr; /* the main thread's */
-    struct counters **ctrsets;
-    zmq_msg_t *in_ident, *in_payload; /* read_requests' buffers, max_batch each */
-    pthread_mutex_t cfg_lock;
-    struct cfgref *cfg;
-    bool stopped;
-};
 
 static struct cfgref *cfgref_new(struct policy *pol)
 {
@@ -108,7 +44,7 @@ static struct cfgref *cfgref_new(struct policy *pol)
     return r;
 }
 
-static void cfgref_release(struct cfgref *r)
+void service_cfgref_release(struct cfgref *r)
 {
     if (r && atomic_fetch_sub(&r->refs, 1) == 1) {
         policy_free(r->pol);
@@ -116,7 +52,7 @@ static void cfgref_release(struct cfgref *r)
     }
 }
 
-static struct cfgref *cfg_acquire(struct service *svc)
+struct cfgref *service_cfg_acquire(struct service *svc)
 {
     pthread_mutex_lock(&svc->cfg_lock);
     struct cfgref *r = svc->cfg;
@@ -137,7 +73,7 @@ void service_reload(struct service *svc, struct policy *pol)
     struct cfgref *old = svc->cfg;
     svc->cfg = r;
     pthread_mutex_unlock(&svc->cfg_lock);
-    cfgref_release(old);
+    service_cfgref_release(old);
 }
 
 const struct config *service_config(struct service *svc)
@@ -145,7 +81,7 @@ const struct config *service_config(struct service *svc)
     return svc->cfg->pol->cfg;
 }
 
-static uint64_t mono_ms(void)
+uint64_t service_mono_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -160,7 +96,7 @@ static void sum_counters(void *arg, uint64_t out[CTR_COUNT])
 
 /* ---- worker ---- */
 
-static void free_reply(void *data, void *hint)
+void service_free_reply(void *data, void *hint)
 {
     (void)hint;
     free(data);
@@ -232,7 +168,7 @@ static void send_reply(struct worker *w, zmq_msg_t *ident, struct handler_reply 
     zmq_msg_t m;
 
     if (rep->buf)
-        zmq_msg_init_data(&m, rep->buf, rep->len, free_reply, NULL);
+        zmq_msg_init_data(&m, rep->buf, rep->len, service_free_reply, NULL);
     else
         zmq_msg_init(&m);
     rep->buf = NULL;
@@ -242,7 +178,7 @@ static void send_reply(struct worker *w, zmq_msg_t *ident, struct handler_reply 
 
 static void worker_round(struct worker *w, struct round *r)
 {
-    struct cfgref *cfg = cfg_acquire(w->svc);
+    struct cfgref *cfg = service_cfg_acquire(w->svc);
     size_t last = 0;
 
     handler_begin(w->handler, cfg->pol);
@@ -255,7 +191,7 @@ static void worker_round(struct worker *w, struct round *r)
             last = i;
     }
     handler_commit(w->handler, r->replies, r->n);
-    cfgref_release(cfg);
+    service_cfgref_release(cfg);
     ctr_add(&w->ctr, CTR_ROUNDS, 1);
     for (size_t i = 0; i < r->n; i++)
         if (!r->replies[i].deferred)
@@ -388,55 +324,6 @@ fail:
     return MXC_EIO;
 }
 
-_Static_assert(CONFIG_ROUTE_HOSTS_MAX <= PROBE_HOSTS_MAX, "a route's hosts must fit a probe route");
-_Static_assert(CONFIG_ROUTE_DOMAINS_MAX <= VERIFIER_DOMAINS_MAX, "a route's domains must fit");
-
-/* start_verifier - the prober for cfg's routes (none: no verification, nothing started). */
-static int start_verifier(struct service *svc, const struct config *cfg, char *err, size_t errlen)
-{
-    struct verifier_route *vr;
-
-    if (cfg->nroutes == 0)
-        return MXC_OK;
-    if (!(vr = calloc(cfg->nroutes, sizeof *vr)) || !(svc->parked = parked_create())) {
-        free(vr);
-        snprintf(err, errlen, "out of memory");
-        return MXC_ENOMEM;
-    }
-    for (size_t r = 0; r < cfg->nroutes; r++) {
-        const struct config_route *c = &cfg->routes[r];
-        struct probe_route *p = &vr[r].probe;
-        p->name = c->domains.n ? c->domains.items[0] : "";
-        for (size_t h = 0; h < c->hosts.n; h++)
-            p->hosts[h] = c->hosts.items[h];
-        p->nhosts = c->hosts.n;
-        p->helo = c->helo;
-        p->mail_from = c->mail_from;
-        p->connect_ms = c->connect_timeout;
-        p->greeting_ms = c->greeting_timeout;
-        p->command_ms = c->command_timeout;
-        p->max_sessions = (unsigned)c->max_sessions;
-        p->session_probes = (unsigned)c->session_probes;
-        p->session_idle_ms = c->session_idle;
-        for (size_t d = 0; d < c->domains.n; d++)
-            vr[r].domains[d] = c->domains.items[d];
-        vr[r].ndomains = c->domains.n;
-        vr[r].probes_per_second = (unsigned)c->probes_per_second;
-    }
-    struct verifier_conf vc = {
-        .routes = vr,
-        .nroutes = cfg->nroutes,
-        .max_probes = (unsigned)cfg->verify_max_probes,
-        .client_probes_per_minute = (unsigned)cfg->verify_client_probes_per_minute,
-        .circuit_failures = (unsigned)cfg->verify_circuit_failures,
-        .circuit_open_ms = cfg->verify_circuit_open,
-        .acceptall_interval_ms = cfg->verify_acceptall_interval,
-    };
-    svc->verifier = verifier_create(&vc, err, errlen);
-    free(vr);
-    return svc->verifier ? MXC_OK : MXC_EIO;
-}
-
 /* watch_key - the store's report of each key the main thread's handler reads or writes: notes
  * which not yet durable write the current request depends on. */
 static void watch_key(void *arg, Mxcache__Keyspace ks, const char *key, size_t keylen, bool write)
@@ -502,7 +389,7 @@ struct service *service_create(struct policy *pol, store *st, struct whitelist *
         return NULL;
     }
     handler_watch(svc->handler, watch_key, svc);
-    if (start_verifier(svc, cfg, err, errlen) != MXC_OK) {
+    if (service_verify_start(svc, cfg, err, errlen) != MXC_OK) {
         service_destroy(svc);
         return NULL;
     }
@@ -564,7 +451,7 @@ void service_destroy(struct service *svc)
         zmq_close(svc->router);
     if (svc->zctx)
         zmq_ctx_term(svc->zctx);
-    cfgref_release(svc->cfg);
+    service_cfgref_release(svc->cfg);
     pthread_mutex_destroy(&svc->cfg_lock);
     free(svc->workers);
     free(svc->ctrsets);
@@ -636,7 +523,7 @@ static void reply_error(struct service *svc, zmq_msg_t *ident, bool req_delimite
         zmq_msg_close(ident);
         return;
     }
-    zmq_msg_init_data(&m, buf, buflen, free_reply, NULL);
+    zmq_msg_init_data(&m, buf, buflen, service_free_reply, NULL);
     if (zmq_msg_send(ident, svc->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
         (req_delimiter && zmq_send(svc->router, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) ||
         zmq_msg_send(&m, svc->router, ZMQ_DONTWAIT) < 0) {
@@ -717,10 +604,10 @@ static int held_grow(struct service *svc)
     return MXC_OK;
 }
 
-/* deliver - sends a reply (identity and body consumed) when every write it rests on is durable,
+/* service_deliver - sends a reply (identity and body consumed) when every write it rests on is durable,
  * that is the sync of generation gen has finished, or holds it until then: a reply sent earlier
  * might rest on a write that a crash could still undo. id and must_sync: see struct held. */
-static void deliver(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body, uint64_t id,
+void service_deliver(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body, uint64_t id,
                     uint64_t gen, bool must_sync)
 {
     if (gen <= svc->synced_gen) {
@@ -763,7 +650,7 @@ static void release_held(struct service *svc, uint64_t gen, bool ok)
             handler_fail_replies(svc->handler, &r, 1);
             zmq_msg_close(&e->body);
             if (r.buf)
-                zmq_msg_init_data(&e->body, r.buf, r.len, free_reply, NULL);
+                zmq_msg_init_data(&e->body, r.buf, r.len, service_free_reply, NULL);
             else
                 zmq_msg_init(&e->body);
         }
@@ -779,202 +666,6 @@ static void release_held(struct service *svc, uint64_t gen, bool ok)
     }
 }
 
-/* answer_parked - sends the reply of a Check that waited for the prober (ident consumed, v
- * freed), once the sync it depends on (its own, or gen) has finished. Inside a round: the
- * handler must have begun one with the current policy. */
-static void answer_parked(struct service *svc, struct parked_entry *e, enum handler_verify_end end,
-                          const struct verify_answer *a, const struct probe_result *res,
-                          uint64_t gen)
-{
-    struct handler_reply r;
-    zmq_msg_t body;
-    int rc = e->v->kind == HANDLER_VERIFY_CHECK
-                 ? handler_verify_reply(svc->handler, e->v, e->id, end, a, &r)
-                 : handler_verify_probe_reply(svc->handler, e->v, e->id, res, a,
-                                              end != HANDLER_VERIFY_REFUSED, &r);
-
-    if (rc != MXC_OK) {
-        zmq_msg_close(&e->ident);
-        ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
-    } else {
-        uint64_t wait = e->dep_gen > gen ? e->dep_gen : gen;
-        zmq_msg_init_data(&body, r.buf, r.len, free_reply, NULL);
-        deliver(svc, &e->ident, &body, e->id, wait, wait != 0);
-    }
-    handler_verify_free(e->v);
-}
-
-/* park_check - a Check whose recipient has no cached answer: it waits (at most wait_ms) for the
- * probe the prober runs or starts for it; when no probe may start, it is answered at once.
- * ident is consumed, v taken. */
-static void park_check(struct service *svc, zmq_msg_t *ident, uint64_t id, uint64_t dep_gen,
-                       struct handler_verify *v, uint64_t now, uint64_t wait_ms)
-{
-    enum handler_verify_end end = HANDLER_VERIFY_REFUSED;
-    struct parked_entry e = {.id = id, .dep_gen = dep_gen, .v = v};
-    uint64_t token;
-
-    if (v->kind == HANDLER_VERIFY_OPERATOR)
-        wait_ms = VERIFY_OPERATOR_WAIT_MS;
-    if (v->kind == HANDLER_VERIFY_ACCEPT_ALL_CHECK) {
-        if (svc->verifier && verifier_check_accept_all(svc->verifier, v->route, v->domain, now))
-            end = HANDLER_VERIFY_ANSWER; /* started */
-    } else if (svc->verifier &&
-               (token = parked_add(svc->parked, ident, id, dep_gen, now + wait_ms, v))) {
-        enum verifier_ask a = v->kind == HANDLER_VERIFY_OPERATOR
-                                  ? verifier_probe_now(svc->verifier, v->route, v->address, token, now)
-                                  : verifier_ask(svc->verifier, v->route, v->domain, v->address,
-                                                 v->client, token, now);
-        if (a == VERIFIER_JOINED || a == VERIFIER_STARTED)
-            return;
-        parked_take(svc->parked, token, &e);
-        end = a == VERIFIER_ACCEPT_ALL ? HANDLER_VERIFY_ACCEPT_ALL : HANDLER_VERIFY_REFUSED;
-        answer_parked(svc, &e, end, NULL, NULL, 0);
-        return;
-    }
-    zmq_msg_init(&e.ident);
-    zmq_msg_move(&e.ident, ident);
-    zmq_msg_close(ident);
-    answer_parked(svc, &e, end, NULL, NULL, 0);
-}
-
-/* rerun_check - a Check parked under verify.before_greylist whose recipient turned out to
- * exist: decided again from its request (verification from the cache now, then greylisting),
- * inside the current round. Its reply into *out; false when it cannot be decided again. */
-static bool rerun_check(struct service *svc, const struct handler_verify *v, struct handler_reply *out)
-{
-    if (handler_request(svc->handler, v->request, v->request_len, out) != MXC_OK || !out->buf) {
-        handler_verify_free(out->verify);
-        return false;
-    }
-    handler_verify_free(out->verify); /* a refresh cannot be due on a fresh answer */
-    out->verify = NULL;
-    return true;
-}
-
-/* verify_results - every finished probe: its result goes into the cache (one round each, synced
- * when it decides something), and each Check that waited for it gets the cache's answer (or,
- * under verify.before_greylist, is decided again when the recipient exists). */
-static void verify_results(struct service *svc)
-{
-    struct verifier_done d;
-
-    while (verifier_take(svc->verifier, &d, mono_ms()) == MXC_OK) {
-        struct cfgref *cfg = cfg_acquire(svc);
-        struct verify_answer a;
-        struct parked_entry *e = calloc(d.nwaiters ? d.nwaiters : 1, sizeof *e);
-        struct handler_reply *reps = calloc(d.nwaiters ? d.nwaiters : 1, sizeof *reps);
-        bool need_sync = false, *rerun = calloc(d.nwaiters ? d.nwaiters : 1, sizeof *rerun);
-        uint64_t gen = 0;
-        size_t n = 0;
-
-        handler_begin(svc->handler, cfg->pol);
-        int rc = handler_verify_result(svc->handler, d.address, &d.result, &a);
-        if (rc != MXC_OK)
-            memset(&a, 0, sizeof a); /* a miss: the waiters get a temporary answer */
-        for (size_t i = 0; e && reps && rerun && i < d.nwaiters; i++) {
-            if (!parked_take(svc->parked, d.waiters[i], &e[n]))
-                continue;
-            svc->cur_dep = 0;
-            rerun[n] = e[n].v->request && a.state == VERIFY_POSITIVE && rerun_check(svc, e[n].v, &reps[n]);
-            if (rerun[n] && svc->cur_dep > e[n].dep_gen)
-                e[n].dep_gen = svc->cur_dep; /* what it read of earlier rounds, not yet durable */
-            n++;
-        }
-        if (handler_commit_nowait(svc->handler, reps, n, &need_sync) != MXC_OK)
-            memset(&a, 0, sizeof a);
-        if (need_sync) {
-            if (syncer_request(svc->syncer, svc->write_gen + 1) == MXC_OK) {
-                gen = ++svc->write_gen;
-            } else {
-                log_msg(LOG_ERR, "STORE", "op=sync error=\"cannot reach the sync thread\"");
-                memset(&a, 0, sizeof a);
-                handler_fail_replies(svc->handler, reps, n);
-            }
-        }
-        unsynced_end_round(svc->unsynced, gen);
-        static const char *const outcome[] = {"accepted", "rejected", "tempfail", "failed"};
-        log_msg(LOG_INFO, "PROBE", "recipient=%s result=%s code=%u backend=%s ms=%llu waiters=%zu%s%s",
-                d.address, outcome[d.result.outcome], d.result.reply.code, d.result.backend,
-                (unsigned long long)d.result.duration_ms, d.nwaiters,
-                d.result.detail[0] ? " detail=" : "", d.result.detail);
-        for (size_t i = 0; i < n; i++) {
-            if (!rerun[i]) {
-                answer_parked(svc, &e[i], HANDLER_VERIFY_ANSWER, &a, &d.result, gen);
-                continue;
-            }
-            zmq_msg_t body;
-            uint64_t wait = e[i].dep_gen > gen ? e[i].dep_gen : gen;
-            zmq_msg_init_data(&body, reps[i].buf, reps[i].len, free_reply, NULL);
-            deliver(svc, &e[i].ident, &body, e[i].id, wait, wait != 0);
-            handler_verify_free(e[i].v);
-        }
-        if (!e || !reps || !rerun) { /* out of memory: the waiters time out at their clients */
-            for (size_t i = 0; i < d.nwaiters; i++) {
-                struct parked_entry x;
-                if (parked_take(svc->parked, d.waiters[i], &x)) {
-                    zmq_msg_close(&x.ident);
-                    handler_verify_free(x.v);
-                    ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
-                }
-            }
-        }
-        free(e);
-        free(reps);
-        free(rerun);
-        cfgref_release(cfg);
-        verifier_done_fini(&d);
-    }
-}
-
-/* mirror_verifier - copies the prober's figures into the main thread's counters, where Stats
- * reads them (the prober itself is the main thread's alone). */
-static void mirror_verifier(struct service *svc)
-{
-    struct verifier_stats s;
-    struct counters *c = &svc->ctr;
-
-    verifier_stats(svc->verifier, &s);
-    ctr_set(c, CTR_VERIFY_ASKED, s.asked);
-    ctr_set(c, CTR_VERIFY_JOINED, s.joined);
-    ctr_set(c, CTR_VERIFY_STARTED, s.started);
-    ctr_set(c, CTR_VERIFY_REFUSED_CLIENT, s.refused_client);
-    ctr_set(c, CTR_VERIFY_REFUSED_ROUTE, s.refused_route);
-    ctr_set(c, CTR_VERIFY_REFUSED_CIRCUIT, s.refused_circuit);
-    ctr_set(c, CTR_VERIFY_REFUSED_BUSY, s.refused_busy);
-    ctr_set(c, CTR_VERIFY_REFUSED_ACCEPTALL, s.refused_accept_all);
-    ctr_set(c, CTR_VERIFY_REFUSED_INVALID, s.refused_invalid);
-    ctr_set(c, CTR_GAUGE_CLIENTS, s.clients);
-    ctr_set(c, CTR_VERIFY_ACCEPTALL_PROBES, s.acceptall_probes);
-    ctr_set(c, CTR_PROBE_ACCEPTED, s.probe.accepted);
-    ctr_set(c, CTR_PROBE_REJECTED, s.probe.rejected);
-    ctr_set(c, CTR_PROBE_TEMPFAIL, s.probe.tempfail);
-    ctr_set(c, CTR_PROBE_FAILED, s.probe.failed);
-    ctr_set(c, CTR_PROBE_SESSIONS, s.probe.sessions_opened);
-    ctr_set(c, CTR_PROBE_SESSIONS_REUSED, s.probe.sessions_reused);
-    ctr_set(c, CTR_PROBE_CONNECT_FAILURES, s.probe.connect_failures);
-    ctr_set(c, CTR_GAUGE_PROBES_RUNNING, s.running);
-    ctr_set(c, CTR_GAUGE_CIRCUITS_OPEN, s.circuits_open);
-    ctr_set(c, CTR_GAUGE_ACCEPT_ALL, s.domains_accept_all);
-}
-
-/* expire_parked - the Checks whose verify.wait ran out before their probe: 450 4.1.1. */
-static void expire_parked(struct service *svc, uint64_t now)
-{
-    struct cfgref *cfg = NULL;
-    struct parked_entry e;
-
-    while (parked_expired(svc->parked, now, &e)) {
-        if (!cfg) {
-            cfg = cfg_acquire(svc);
-            handler_begin(svc->handler, cfg->pol);
-        }
-        answer_parked(svc, &e, HANDLER_VERIFY_PENDING, NULL, NULL, 0);
-    }
-    if (cfg)
-        cfgref_release(cfg);
-}
-
 /* check_round - decides the n Checks just read (check_index) on this thread as one round. Its
  * writes are committed without waiting for the disk; when some are decisive, a sync of a new
  * generation is asked for, and the replies that rest on them (the request wrote one, or read a
@@ -982,7 +673,7 @@ static void expire_parked(struct service *svc, uint64_t now)
  * not yet durable waits for that round's sync; the others leave at once. */
 static void check_round(struct service *svc, size_t n)
 {
-    struct cfgref *cfg = cfg_acquire(svc);
+    struct cfgref *cfg = service_cfg_acquire(svc);
     struct handler_reply *reps = svc->check_replies;
     bool need_sync = false;
 
@@ -1009,7 +700,7 @@ static void check_round(struct service *svc, size_t n)
         }
     }
     unsynced_end_round(svc->unsynced, gen);
-    uint64_t now = mono_ms(), wait_ms = cfg->pol->cfg->verify_wait;
+    uint64_t now = service_mono_ms(), wait_ms = cfg->pol->cfg->verify_wait;
     for (size_t i = 0; i < n; i++) {
         zmq_msg_t *id = &svc->in_ident[svc->check_index[i]], body;
         struct handler_verify *v = reps[i].verify;
@@ -1017,7 +708,7 @@ static void check_round(struct service *svc, size_t n)
         uint64_t wait = mine ? gen : svc->check_dep[i];
         reps[i].verify = NULL;
         if (v && v->park && !reps[i].buf) {
-            park_check(svc, id, reps[i].id, wait, v, now, wait_ms);
+            service_verify_park(svc, id, reps[i].id, wait, v, now, wait_ms);
             continue;
         }
         if (v && svc->verifier) /* a cached positive due for refresh */
@@ -1028,10 +719,10 @@ static void check_round(struct service *svc, size_t n)
             ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
             continue;
         }
-        zmq_msg_init_data(&body, reps[i].buf, reps[i].len, free_reply, NULL);
-        deliver(svc, id, &body, reps[i].id, wait, wait != 0);
+        zmq_msg_init_data(&body, reps[i].buf, reps[i].len, service_free_reply, NULL);
+        service_deliver(svc, id, &body, reps[i].id, wait, wait != 0);
     }
-    cfgref_release(cfg);
+    service_cfgref_release(cfg);
 }
 
 /* read_requests - takes up to max_batch waiting requests from the ROUTER: Checks are decided
@@ -1118,7 +809,7 @@ static void forward_replies(struct service *svc, struct worker *w)
         }
         /* A worker's own writes are synced before it replies, but what it read may be a
          * Check round's write still waiting for its sync. */
-        deliver(svc, &id, &rep, 0, svc->write_gen, false);
+        service_deliver(svc, &id, &rep, 0, svc->write_gen, false);
     }
 }
 
@@ -1164,7 +855,7 @@ int service_run(struct service *svc, int sigfd,
     for (;;) {
         long timeout = -1;
         if (draining) {
-            uint64_t now = mono_ms();
+            uint64_t now = service_mono_ms();
             if (total_inflight(svc) == 0)
                 break;
             if (now >= deadline) {
@@ -1176,7 +867,7 @@ int service_run(struct service *svc, int sigfd,
             timeout = (long)(deadline - now);
         }
         if (svc->verifier) {
-            uint64_t now = mono_ms();
+            uint64_t now = service_mono_ms();
             long t = parked_next_ms(svc->parked, now), v = verifier_next_ms(svc->verifier, now);
             if (t >= 0 && (timeout < 0 || t < timeout))
                 timeout = t;
@@ -1203,13 +894,13 @@ int service_run(struct service *svc, int sigfd,
             if (items[i + 3].revents & ZMQ_POLLIN)
                 forward_replies(svc, &svc->workers[i]);
         if (svc->verifier) {
-            uint64_t now = mono_ms();
+            uint64_t now = service_mono_ms();
             if (vitem->revents & ZMQ_POLLIN)
-                verify_results(svc);
-            expire_parked(svc, now);
+                service_verify_results(svc);
+            service_verify_expire(svc, now);
             if (verifier_next_ms(svc->verifier, now) == 0)
                 verifier_tick(svc->verifier, now);
-            mirror_verifier(svc);
+            service_verify_mirror(svc);
         }
         if (items[1].revents & ZMQ_POLLIN)
             read_requests(svc);
@@ -1218,7 +909,7 @@ int service_run(struct service *svc, int sigfd,
             if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si && !draining &&
                 on_signal(arg, (int)si.ssi_signo) == SERVICE_STOP) {
                 draining = true;
-                deadline = mono_ms() + svc->shutdown_timeout_ms;
+                deadline = service_mono_ms() + svc->shutdown_timeout_ms;
                 /* Stop taking new requests; the ones already read are answered, a compaction
                  * among them cut short. */
                 refuse_queued(svc);
