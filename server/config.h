@@ -60,6 +60,7 @@ int config_route_host(const char *host, char *name, size_t namelen, unsigned *po
 
 /* Index values of the ENUM settings, in the order of their choices in params.h. */
 enum { LOG_LEVEL_DEBUG, LOG_LEVEL_INFO, LOG_LEVEL_NOTICE, LOG_LEVEL_WARNING, LOG_LEVEL_ERR };
+enum { LOG_DECISIONS_OFF, LOG_DECISIONS_DEBUG, LOG_DECISIONS_INFO, LOG_DECISIONS_NOTICE };
 enum { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
 enum { DEFAULT_ACTION_DUNNO, DEFAULT_ACTION_DEFER, DEFAULT_ACTION_REJECT };
 /* log_facility: index into "mail|daemon|local0..local7"; config_facility() maps it to LOG_*. */

@@ -199,6 +199,32 @@ static const enum counter_id greylist_rule_counter[] = {
     [GREYLIST_KNOWN] = CTR_RULE_GREYLIST_KNOWN,
 };
 
+/* ---- the decision log ---- */
+
+/* log_decision - the DECISION line of an answered Check, at log.decisions' level: greppable the
+ * way Postfix's own lines are, each field escaped (they come from the client). */
+static void log_decision(const struct handler *h, uint64_t id, const char *mx, const char *queue_id,
+                         const char *client, const char *sender, const char *rcpt,
+                         const Mxcache__CheckReply *cr)
+{
+    static const int prio[] = {[LOG_DECISIONS_OFF] = -1, [LOG_DECISIONS_DEBUG] = LOG_DEBUG,
+                               [LOG_DECISIONS_INFO] = LOG_INFO, [LOG_DECISIONS_NOTICE] = LOG_NOTICE};
+    int p = prio[h->cfg->log_decisions];
+    char m[80], qid[80], c[80], s[LOG_FIELD_MAX], r[LOG_FIELD_MAX], t[LOG_FIELD_MAX], reply[LOG_FIELD_MAX + 32];
+
+    if (p < 0 || !log_enabled(p))
+        return;
+#define ESC(x, buf) log_escape((x) ? (x) : "", strlen((x) ? (x) : ""), buf, sizeof buf)
+    reply[0] = '\0';
+    if (cr->action != MXCACHE__ACTION__ACTION_DUNNO)
+        snprintf(reply, sizeof reply, " reply=\"%u %s %s\"", cr->smtp_code,
+                 cr->enhanced_status ? cr->enhanced_status : "", ESC(cr->text, t));
+    log_msg(p, "DECISION", "id=%llu mx=%s queue=%s client=%s sender=<%s> recipient=<%s> action=%s rule=%s%s",
+            (unsigned long long)id, ESC(mx, m), ESC(queue_id, qid), ESC(client, c), ESC(sender, s),
+            ESC(rcpt, r), wire_action_name(cr->action), cr->rule ? cr->rule : "", reply);
+#undef ESC
+}
+
 /* ---- verification ---- */
 
 enum { VSTEP_NONE, VSTEP_DECIDED, VSTEP_PARKED };
@@ -313,6 +339,10 @@ static int verify_step(struct handler *h, const Mxcache__CheckRequest *q, const 
         snprintf(v->address, sizeof v->address, "%s", addr);
         snprintf(v->domain, sizeof v->domain, "%s", domain);
         snprintf(v->prepend, sizeof v->prepend, "%s", prepend);
+        snprintf(v->mx, sizeof v->mx, "%s", q->mx_name ? q->mx_name : "");
+        snprintf(v->queue_id, sizeof v->queue_id, "%s", q->queue_id ? q->queue_id : "");
+        snprintf(v->client_address, sizeof v->client_address, "%s", q->client_address ? q->client_address : "");
+        snprintf(v->sender, sizeof v->sender, "%s", q->sender ? q->sender : "");
         if (h->gl)
             greylist_client(h->gl, q, v->client, sizeof v->client);
         else
@@ -403,8 +433,8 @@ int handler_verify_reply(struct handler *h, const struct handler_verify *v, uint
                         : cr.action == MXCACHE__ACTION__ACTION_DEFER ? CTR_DECISION_DEFER
                                                                      : CTR_DECISION_REJECT, 1);
     }
-    log_msg(LOG_DEBUG, "VERIFY", "id=%llu recipient=%s rule=%s action=%s", (unsigned long long)id,
-            v->address, cr.rule, wire_action_name(cr.action));
+    if (v->count)
+        log_decision(h, id, v->mx, v->queue_id, v->client_address, v->sender, v->address, &cr);
     rep.body_case = MXCACHE__REPLY__BODY_CHECK;
     rep.check = &cr;
     return pack_reply(&rep, id, out);
@@ -569,16 +599,8 @@ reply:
         ctr_add(h->ctr, cr.action == MXCACHE__ACTION__ACTION_DUNNO   ? CTR_DECISION_DUNNO
                         : cr.action == MXCACHE__ACTION__ACTION_DEFER ? CTR_DECISION_DEFER
                                                                      : CTR_DECISION_REJECT, 1);
-    if (log_enabled(LOG_DEBUG)) {
-        const char *ca = q->client_address ? q->client_address : "";
-        const char *sa = q->sender ? q->sender : "", *ra = q->recipient ? q->recipient : "";
-        char client[80], sender[96], rcpt[96];
-        log_msg(LOG_DEBUG, "CHECK", "id=%llu client=%s sender=%s recipient=%s rule=%s action=%s%s",
-                (unsigned long long)id, log_escape(ca, strlen(ca), client, sizeof client),
-                log_escape(sa, strlen(sa), sender, sizeof sender),
-                log_escape(ra, strlen(ra), rcpt, sizeof rcpt), cr.rule,
-                wire_action_name(cr.action), q->explain ? " explain=yes" : "");
-    }
+    if (count)
+        log_decision(h, id, q->mx_name, q->queue_id, q->client_address, q->sender, q->recipient, &cr);
     if (expl) {
         if (cr.smtp_code)
             explain_add(expl, "result: %s %u %s %s (rule %s); explain changed nothing",

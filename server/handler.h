@@ -66,6 +66,11 @@ struct handler_verify {
     char domain[ADDR_MAX_DOMAIN + 1];
     char client[GREYLIST_CLIENT_MAX + 1]; /* the per-client probe limit's key */
     char prepend[GREYLIST_TEXT_MAX];     /* greylisting's header, for a final pass */
+    /* for the decision's log line */
+    char mx[ADDR_MAX_DOMAIN + 1];
+    char queue_id[65];
+    char client_address[65];
+    char sender[ADDR_MAX_PATH + 1];
     /* verify.before_greylist: a positive answer is not final, the Check is decided again
      * (greylisting next) from this copy of the request. */
     uint8_t *request;

@@ -33,6 +33,8 @@
       "least severe level logged")                                                                \
     X("log", "target", ENUM, log_target, "auto", 0, 0, "auto|stderr|syslog", 0,                   \
       "auto: stderr with --foreground, else syslog")                                              \
+    X("log", "decisions", ENUM, log_decisions, "info", 0, 0, "off|debug|info|notice", 1,            \
+      "level of the one DECISION line per answered Check; off: none")                            \
     X("log", "facility", ENUM, log_facility, "mail", 0, 0,                                         \
       "mail|daemon|local0|local1|local2|local3|local4|local5|local6|local7", 0,                   \
       "syslog facility")                                                                          \

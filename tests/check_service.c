@@ -887,6 +887,13 @@ START_TEST(test_verify_flow)
     ck_assert_int_eq(v.done, 12);
     ck_assert_int_eq(v.rejects, 12);
     ck_assert_int_eq(smtpd_run_count(&smtpd, "cmd=RCPT TO:<carol@example.com>"), 1);
+    /* One DECISION line per answer, for those that waited for the probe too. */
+    ck_assert(log_contains(" mx=mx01.test queue= client=192.0.2.1 sender=<s@sender.example> "
+                           "recipient=<bob@example.com> action=reject rule=verify_negative "
+                           "reply=\"550 5.1.1 bob@example.com: Recipient address rejected: User "
+                           "unknown in local recipient table\""));
+    ck_assert(log_contains("client=203.0.113.7 sender=<s@sender.example> "
+                           "recipient=<carol@example.com> action=reject rule=verify_negative"));
 
     /* Slower than verify.wait: 450 4.1.1 now, the answer for the retry. */
     rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "slow@example.com");
@@ -916,6 +923,7 @@ START_TEST(test_verify_flow)
     ck_assert_str_eq(rep->check->rule, "default");
     mxc_reply_free(rep);
     ck_assert_int_eq(smtpd_run_count(&smtpd, "DATA"), 0);
+    ck_assert(log_contains("recipient=<evil\\x0d\\x0aDATA@example.com> action=defer rule=verify_bad_address"));
     ck_assert_int_eq(smtpd_run_count(&smtpd, "example.org"), 0);
 
     /* The backend goes away: a new recipient gets 4xx, never 5xx; cached answers still serve. */
