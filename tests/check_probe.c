@@ -88,20 +88,6 @@ static unsigned log_max_open(const char *log)
     return (unsigned)max;
 }
 
-/* a port on 127.0.0.1 that refuses connections: bound, never listening, kept until closed. */
-static int refusing_port(unsigned *port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
-}
-
 /* ---- the engine ---- */
 
 static struct probe_route route_for(const char *host)
@@ -524,7 +510,7 @@ START_TEST(test_refused_failover)
     struct probe_stats st;
     char closed[64];
     unsigned port;
-    int fd = refusing_port(&port);
+    int fd = smtpd_run_refusing_port(&port);
 
     snprintf(closed, sizeof closed, "127.0.0.1:%u", port);
     smtpd_run_start(&b, "rcpt * 250 2.1.5 Ok\n");
@@ -963,7 +949,7 @@ START_TEST(test_backend_name)
 {
     struct probe_result res;
     unsigned port;
-    int fd = refusing_port(&port);
+    int fd = smtpd_run_refusing_port(&port);
     char host[64];
 
     snprintf(host, sizeof host, "127.0.0.1:%u", port);

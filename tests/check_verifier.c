@@ -5,15 +5,12 @@
  * command, is the proof of what reached the backend: one RCPT per address however many asked.
  * The coordinator's limits run on a clock the tests drive (now); only the engine's own timeouts
  * are real. Every wait is bounded. */
-#include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -40,20 +37,6 @@ static void sleep_ms(long ms)
     struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
         ;
-}
-
-/* a port on 127.0.0.1 that refuses connections: bound, never listening, kept until closed. */
-static int refusing_port(unsigned *port)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-
-    ck_assert_int_ge(fd, 0);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    *port = ntohs(a.sin_port);
-    return fd;
 }
 
 /* ---- the coordinator ---- */
@@ -550,7 +533,7 @@ START_TEST(test_circuit_refused)
     struct verifier_done done;
     char host[64];
     unsigned port;
-    int fd = refusing_port(&port);
+    int fd = smtpd_run_refusing_port(&port);
 
     snprintf(host, sizeof host, "127.0.0.1:%u", port);
     struct verifier_route r = route_for(host);

@@ -49,4 +49,9 @@ unsigned smtpd_run_wait(const struct smtpd_run *d, const char *needle, unsigned 
  * frees it. */
 char *smtpd_run_log(const struct smtpd_run *d);
 
+/* smtpd_run_refusing_port - a backend that is not there: a port on 127.0.0.1 that refuses
+ * connections (bound, never listening) into *port; returns the socket, which keeps the port
+ * taken until the caller closes it. */
+int smtpd_run_refusing_port(unsigned *port);
+
 #endif

@@ -86,10 +86,7 @@ BENCH_PROG=compare
 . "$(dirname "$0")/lib.sh"
 
 cleanup() {
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop_pid "${NAMES[$i]}" "${PIDS[$i]}"
-    done
+    stop_started
     [ "$GUARD" -eq 0 ] || $SUDO rm -f /usr/sbin/policy-rc.d
     [ -z "$TMP" ] || rm -rf "$TMP"
 }

@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # lib.sh - shell helpers shared by the benchmark scripts (compare.sh, verify.sh): stopping what a
 # script started, and reading and printing the bench's JSON figures. Source it after setting
-# BENCH_PROG (the name that prefixes messages).
+# BENCH_PROG (the name that prefixes messages); stop_started stops what the arrays PIDS and NAMES
+# hold.
 
 log() { echo "$BENCH_PROG: $*" >&2; }
 
@@ -17,6 +18,14 @@ stop_pid() {
     log "$name (pid $pid) did not stop on SIGTERM; killing it"
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
+}
+
+# stop_started - stops every process of PIDS (names in NAMES), the last started first.
+stop_started() {
+    local i
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${NAMES[$i]}" "${PIDS[$i]}"
+    done
 }
 
 # field JSON NAME - a number from the bench's JSON line.

@@ -79,10 +79,7 @@ BENCH_PROG=verify
 . "$(dirname "$0")/lib.sh"
 
 cleanup() {
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop_pid "${NAMES[$i]}" "${PIDS[$i]}"
-    done
+    stop_started
     [ -z "$TMP" ] || rm -rf "$TMP"
 }
 trap cleanup EXIT
