@@ -822,6 +822,12 @@ int mxc_inflight(const mxc_client *c)
     return c ? c->inflight : MXC_EINVAL;
 }
 
+/* mxc_connected - any_writable, for callers that tell "no connection" from "no answer". */
+int mxc_connected(mxc_client *c)
+{
+    return c ? any_writable(c) : MXC_EINVAL;
+}
+
 /* mxc_current_endpoint - where new requests go first. */
 const char *mxc_current_endpoint(const mxc_client *c)
 {

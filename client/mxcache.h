@@ -115,6 +115,11 @@ MXC_API int mxc_dispatch(mxc_client *c);
 /* mxc_inflight - requests submitted and not yet answered or timed out. */
 MXC_API int mxc_inflight(const mxc_client *c);
 
+/* mxc_connected - 1 when some endpoint has a live connection that could take a request now, 0
+ * when none has (the service is down or unreachable: ZMQ_IMMEDIATE lets a socket write only to a
+ * completed connection), or a negative MXC_E* code. Does not block. */
+MXC_API int mxc_connected(mxc_client *c);
+
 /* mxc_current_endpoint - the endpoint new requests go to first (borrowed string). */
 MXC_API const char *mxc_current_endpoint(const mxc_client *c);
 

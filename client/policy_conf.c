@@ -25,6 +25,7 @@
 #include <syslog.h>
 
 #include "conftab.h"
+#include "httpd.h"
 #include "mxc_err.h"
 #include "mxcache.h"
 #include "policy_proto.h"
@@ -249,6 +250,10 @@ static void check_config(struct load *ld)
             check_error(ld, P_fallback_text, "expected 1 to %d printable ASCII characters",
                         POLICY_TEXT_MAX);
     }
+    if (!ld->mark[P_metrics_listen].bad && c->metrics_listen[0] != '\0' &&
+        !httpd_listen_valid(c->metrics_listen, err, sizeof err))
+        check_error(ld, P_metrics_listen, "bad address %s: %s", conftab_quote(c->metrics_listen, q, sizeof q),
+                    err);
     if (!ld->mark[P_max_line].bad && !ld->mark[P_max_request].bad && c->max_line > c->max_request)
         check_error(ld, ld->mark[P_max_line].set ? P_max_line : P_max_request,
                     "server.max_line (%llu) is larger than server.max_request (%llu)",

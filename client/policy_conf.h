@@ -3,7 +3,8 @@
  * against it (every error with file and line), printing it, and parsing listen addresses.
  *
  * The hook has transport settings only (where to listen, where the service is, timeouts, what to
- * answer without the service, limits, logging); every policy decision is made by mxcached.
+ * answer without the service, limits, monitoring, logging); every policy decision is made by
+ * mxcached.
  *
  * A struct policy_conf is immutable once loaded and owns all its strings. Nothing here logs:
  * errors are returned as text. Trusts: nothing in the file; libconfig only for the syntax. */
@@ -55,10 +56,15 @@
     X("service", "fallback_text", STRING, fallback_text,                                           \
       "Temporary policy service failure, try again later", 0, 0, NULL,                             \
       "text of the defer fallback (printable ASCII)")                                             \
+    X("service", "ping_interval", DURATION, ping_interval, "5s", 0, 3600000, NULL,                 \
+      "with no answer for this long, ping the service (for /readyz and service_up); 0: off")      \
+    X("metrics", "listen", STRING, metrics_listen, "127.0.0.1:10043", 0, 0, NULL,                  \
+      "where /metrics, /healthz and /readyz are served: HOST:PORT or [IPV6]:PORT; empty: off")     \
     X("log", "level", ENUM, log_level, "info", 0, 0, "debug|info|notice|warning|err",              \
       "least severe level logged")                                                                \
     X("log", "target", ENUM, log_target, "auto", 0, 0, "auto|stderr|syslog",                       \
-      "auto: stderr with --foreground, else syslog (always syslog with --stdio)")                 \
+      "auto: stderr with --foreground (syslog under systemd), else syslog; always syslog with "    \
+      "--stdio")                                                                                  \
     X("log", "facility", ENUM, log_facility, "mail", 0, 0,                                         \
       "mail|daemon|local0|local1|local2|local3|local4|local5|local6|local7", "syslog facility")
 

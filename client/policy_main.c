@@ -9,7 +9,10 @@
  * server.unix_mode), or serves stdin/stdout with --stdio (Postfix spawn(8)). Every byte from a
  * connection is hostile; a bad connection is closed, never the process. Runs with the privileges
  * it is started with and needs none: run it as an unprivileged user (the systemd unit does). With
- * --stdio, stderr may be the Postfix connection itself, so logs always go to syslog then. */
+ * --stdio, stderr may be the Postfix connection itself, so logs always go to syslog then.
+ * metrics.listen (loopback by default) serves /metrics, /healthz and /readyz without
+ * authentication, in a thread of its own that reads only the loop's atomics; --stdio serves none
+ * (one process per connection would collide on the port). */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -21,10 +24,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "httpd.h"
 #include "mxc_err.h"
 #include "policy_conf.h"
 #include "policy_listen.h"
 #include "log.h"
+#include "policy_metrics.h"
 #include "policy_server.h"
 
 #define EXIT_USAGE 2
@@ -147,7 +152,7 @@ int main(int argc, char **argv)
     if (stdio)
         target = PCONF_TARGET_SYSLOG; /* Security: stderr may be the Postfix connection */
     else if (target == PCONF_TARGET_AUTO)
-        target = foreground ? PCONF_TARGET_STDERR : PCONF_TARGET_SYSLOG;
+        target = foreground && !log_stderr_is_journal() ? PCONF_TARGET_STDERR : PCONF_TARGET_SYSLOG;
     log_open("mxcache-policy", target == PCONF_TARGET_SYSLOG ? LOG_TO_SYSLOG : LOG_TO_STDERR,
                     policy_conf_facility(cf), policy_conf_level(cf));
     umask(027);
@@ -167,6 +172,23 @@ int main(int argc, char **argv)
         log_msg(LOG_ERR, "FATAL", "error=\"cannot listen: %s\"", err);
         policy_conf_free(cf);
         return 1;
+    }
+    const char *mlisten = stdio ? "" : cf->metrics_listen;
+    if (stdio && cf->metrics_listen[0])
+        log_msg(LOG_DEBUG, "METRICS_OFF", "reason=stdio listen=%s", cf->metrics_listen);
+    /* The endpoint's thread would not survive daemon(): it starts after it, but a bind that is
+     * bound to fail is tried here, while the operator still sees the error and the exit code. */
+    if (!foreground && mlisten[0]) {
+        struct httpd_handlers none = {0};
+        struct httpd *probe = httpd_start(mlisten, &none, err, sizeof err);
+        if (!probe) {
+            fprintf(stderr, "mxcache-policy: cannot serve metrics on %s: %s\n", mlisten, err);
+            log_msg(LOG_ERR, "FATAL", "error=\"cannot serve metrics on %s: %s\"", mlisten, err);
+            policy_listeners_close(ls, nls);
+            policy_conf_free(cf);
+            return 1;
+        }
+        httpd_stop(probe);
     }
     /* Detach before ZeroMQ starts its threads, which a fork would not carry over. */
     if (!foreground && !stdio && daemon(1, 0) != 0) {
@@ -194,6 +216,22 @@ int main(int argc, char **argv)
         policy_conf_free(cf);
         return 1;
     }
+    struct httpd *http = NULL;
+    if (mlisten[0]) {
+        struct httpd_handlers h;
+        policy_metrics_handlers(policy_server_metrics(srv), &h);
+        http = httpd_start(mlisten, &h, err, sizeof err);
+        if (!http) {
+            if (foreground)
+                fprintf(stderr, "mxcache-policy: cannot serve metrics on %s: %s\n", mlisten, err);
+            log_msg(LOG_ERR, "FATAL", "error=\"cannot serve metrics on %s: %s\"", mlisten, err);
+            policy_server_destroy(srv);
+            close(sigfd);
+            policy_conf_free(cf);
+            return 1;
+        }
+        log_msg(LOG_INFO, "METRICS", "address=%s port=%u", mlisten, httpd_port(http));
+    }
     log_msg(stdio ? LOG_DEBUG : LOG_NOTICE, "START",
                "version=%s config=%s mode=%s listen=%s service=%s timeout_ms=%llu fallback=%s mx_name=%s",
                MXCACHE_VERSION, path ? path : "(embedded defaults)", stdio ? "stdio" : "daemon",
@@ -204,6 +242,7 @@ int main(int argc, char **argv)
     int rc = policy_server_run(srv, sigfd);
     struct policy_stats st;
     policy_server_stats(srv, &st);
+    httpd_stop(http); /* before the figures it reads go */
     policy_server_destroy(srv);
     close(sigfd);
     log_msg(stdio ? LOG_DEBUG : LOG_NOTICE, "EXIT",

@@ -12,10 +12,16 @@
  * pipelines or does not read cannot make us buffer without bound. Answers leave in request order:
  * only the done slots at the head of the FIFO are moved to the output buffer.
  *
- * Service health: the first fallback after a good reply logs SERVICE_DOWN, the first good reply
- * after that logs SERVICE_UP with the outage's length and count; fallbacks are counted always.
- * Reconnecting is libmxcache's (ZeroMQ's) business: requests keep being submitted during an
- * outage and the first one that gets through ends it. */
+ * Service health: the first fallback (or failed ping) after a good reply logs SERVICE_DOWN, the
+ * first good reply after that logs SERVICE_UP with the outage's length and count; fallbacks are
+ * counted always. Reconnecting is libmxcache's (ZeroMQ's) business: requests keep being submitted
+ * during an outage and the first one that gets through ends it. An idle hook would know nothing,
+ * so after service.ping_interval without an answer the loop sends a ping (one at a time, with the
+ * questions' timeout); its outcome sets service_up like a question's.
+ *
+ * Figures for monitoring (policy_metrics.h) are written here only, with relaxed atomics, because
+ * the HTTP thread reads them while the loop runs. Answers are counted and timed when they are
+ * moved to a connection's output, so every count is of answers Postfix was sent. */
 #include "policy_server.h"
 
 #include <arpa/inet.h>
@@ -37,6 +43,7 @@
 
 #include "mxcache.h"
 #include "log.h"
+#include "policy_metrics.h"
 #include "policy_proto.h"
 #include "wire.h"
 
@@ -54,8 +61,11 @@ struct slot {
     struct conn *conn;        /* NULL: orphaned, its connection closed while it was in flight */
     struct policy_server *srv;
     bool done;
+    uint8_t kind;             /* enum policy_answer_kind of the answer, once done */
+    uint8_t reason;           /* enum policy_fallback_reason, for a fallback */
     uint64_t id;              /* libmxcache request id; 0 when not asked */
     int64_t start_ms;
+    int64_t start_us;         /* the request's empty line, for the latency histogram */
     size_t len;
     char answer[POLICY_ANSWER_MAX];
 };
@@ -105,7 +115,11 @@ struct policy_server {
     bool down;                /* an outage is in progress */
     int64_t down_since_ms;
     uint64_t down_fallbacks;
-    struct policy_stats st;
+    bool ping_on;             /* service.ping_interval > 0, and not --stdio */
+    bool ping_inflight;
+    int64_t last_answer_ms;   /* the service's last answer (a reply or a ping) */
+    int64_t ping_done_ms;     /* the last ping's end, answered or not */
+    struct policy_metrics m;  /* read by the HTTP thread: written here only */
 };
 
 static int64_t now_ms(void)
@@ -116,11 +130,22 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static int64_t now_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* ---- service health ---- */
 
-/* service_good - the service answered: ends an outage. */
+/* service_good - the service answered: it is up, and an outage ends. */
 static void service_good(struct policy_server *s)
 {
+    s->last_answer_ms = now_ms();
+    pm_set(&s->m.service_up, 1);
+    pm_set(&s->m.down_cause, PM_DOWN_NONE);
     if (!s->down)
         return;
     s->down = false;
@@ -129,9 +154,13 @@ static void service_good(struct policy_server *s)
                (unsigned long long)s->down_fallbacks);
 }
 
-/* service_bad - a fallback because the service failed (reason: a word); starts an outage. */
-static void service_bad(struct policy_server *s, const char *reason)
+/* service_bad - the service failed a question (fallback set: it was a request, which got the
+ * fallback) or a ping (reason: a word; cause: for /readyz); starts an outage. */
+static void service_bad(struct policy_server *s, const char *reason, enum policy_down_cause cause,
+                        bool fallback)
 {
+    pm_set(&s->m.service_up, 0);
+    pm_set(&s->m.down_cause, (int)cause);
     if (!s->down) {
         s->down = true;
         s->down_since_ms = now_ms();
@@ -142,19 +171,43 @@ static void service_bad(struct policy_server *s, const char *reason)
                    s->conf->fallback == PCONF_FALLBACK_DUNNO ? "dunno" : "defer",
                    (unsigned long long)s->conf->timeout);
     }
-    s->down_fallbacks++;
+    if (fallback)
+        s->down_fallbacks++;
 }
 
-/* answer_fallback - the slot gets the configured fallback. */
-static void answer_fallback(struct policy_server *s, struct slot *sl)
+/* outage_code - whether an error reply says the service cannot serve at all (rather than that it
+ * refused this one question). */
+static bool outage_code(Mxcache__ErrorCode code)
+{
+    return code == MXCACHE__ERROR_CODE__ERROR_STORE ||
+           code == MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE ||
+           code == MXCACHE__ERROR_CODE__ERROR_INTERNAL;
+}
+
+/* timed_out - a question or ping ran out of time: tells "no connection" from "no answer", since
+ * a stopped service and a stuck one call for different fixes. Returns whether connected. */
+static bool timed_out(struct policy_server *s, bool ping, bool fallback)
+{
+    bool connected = mxc_connected(s->mxc) > 0;
+
+    service_bad(s,
+                ping ? (connected ? "ping_timeout" : "ping_unreachable")
+                     : (connected ? "timeout" : "unreachable"),
+                connected ? PM_DOWN_TIMEOUT : PM_DOWN_UNREACHABLE, fallback);
+    return connected;
+}
+
+/* answer_fallback - the slot gets the configured fallback; counted when it is written. */
+static void answer_fallback(struct policy_server *s, struct slot *sl,
+                            enum policy_fallback_reason why)
 {
     enum policy_fallback fb =
         s->conf->fallback == PCONF_FALLBACK_DUNNO ? POLICY_FALLBACK_DUNNO : POLICY_FALLBACK_DEFER;
 
     sl->len = policy_render_fallback(fb, s->conf->fallback_text, sl->answer, sizeof sl->answer);
     sl->done = true;
-    if (sl->conn) /* an orphan's answer reaches nobody */
-        s->st.fallbacks++;
+    sl->kind = PM_ANSWER_FALLBACK;
+    sl->reason = (uint8_t)why;
 }
 
 /* ---- the epoll set ---- */
@@ -273,6 +326,13 @@ static void conn_flush(struct policy_server *s, struct conn *c)
         }
         memcpy(c->out + c->outlen, sl->answer, sl->len);
         c->outlen += sl->len;
+        /* Counted here, where the answer leaves: an orphan's answer reaches nobody, and the
+         * latency includes waiting behind earlier answers of the same connection. */
+        int64_t us = now_us() - sl->start_us;
+        histo_observe(&s->m.latency, us > 0 ? (uint64_t)us : 0);
+        pm_inc(&s->m.answers[sl->kind]);
+        if (sl->kind == PM_ANSWER_FALLBACK)
+            pm_inc(&s->m.fallbacks[sl->reason]);
         c->head = sl->next;
         if (!c->head)
             c->tail = NULL;
@@ -314,26 +374,25 @@ static void on_reply(void *arg, int status, const Mxcache__Reply *rep)
             free(sl);
             return;
         }
-        answer_fallback(s, sl);
+        answer_fallback(s, sl, PM_FB_SEND_FAILED);
         source = "shutdown";
     } else if (status == MXC_OK && rep && rep->body_case == MXCACHE__REPLY__BODY_CHECK) {
         sl->len = policy_render_reply(rep->check, sl->answer, sizeof sl->answer);
         service_good(s);
         if (sl->len > 0) {
             sl->done = true;
-            s->st.answered++;
+            sl->kind = PM_ANSWER_SERVICE;
             rule = rep->check->rule;
         } else {
             log_msg(LOG_WARNING, "SERVICE_ERROR", "id=%llu reason=\"reply without an action\"",
                        (unsigned long long)sl->id);
-            answer_fallback(s, sl);
+            answer_fallback(s, sl, PM_FB_ERROR);
             source = "fallback";
         }
     } else if (status == MXC_ESERVER && rep && rep->body_case == MXCACHE__REPLY__BODY_ERROR) {
         Mxcache__ErrorCode code = rep->error->code;
-        if (code == MXCACHE__ERROR_CODE__ERROR_STORE || code == MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE ||
-            code == MXCACHE__ERROR_CODE__ERROR_INTERNAL) {
-            service_bad(s, wire_error_name(code));
+        if (outage_code(code)) {
+            service_bad(s, wire_error_name(code), PM_DOWN_UNAVAILABLE, true);
         } else {
             /* The service is up but refused this one question (a field too long, say). */
             char msg[LOG_FIELD_MAX];
@@ -343,11 +402,15 @@ static void on_reply(void *arg, int status, const Mxcache__Reply *rep)
                        (unsigned long long)sl->id, wire_error_name(code),
                        log_str(rep->error->message, msg, sizeof msg));
         }
-        answer_fallback(s, sl);
+        answer_fallback(s, sl, PM_FB_ERROR);
+        source = "fallback";
+    } else if (status == MXC_ETIMEDOUT) {
+        bool connected = timed_out(s, false, true);
+        answer_fallback(s, sl, connected ? PM_FB_TIMEOUT : PM_FB_UNREACHABLE);
         source = "fallback";
     } else {
-        service_bad(s, status == MXC_ETIMEDOUT ? "timeout" : "bad_reply");
-        answer_fallback(s, sl);
+        service_bad(s, "bad_reply", PM_DOWN_UNAVAILABLE, true);
+        answer_fallback(s, sl, PM_FB_ERROR);
         source = "fallback";
     }
     log_answer(sl, source, rule);
@@ -356,6 +419,58 @@ static void on_reply(void *arg, int status, const Mxcache__Reply *rep)
         return;
     }
     conn_flush(s, sl->conn);
+}
+
+/* on_ping - libmxcache's callback for a ping: any answer means the service is reachable. */
+static void on_ping(void *arg, int status, const Mxcache__Reply *rep)
+{
+    struct policy_server *s = arg;
+
+    s->ping_inflight = false;
+    s->ping_done_ms = now_ms();
+    if (status == MXC_ECLOSED)
+        return;
+    if (status == MXC_OK) {
+        service_good(s);
+    } else if (status == MXC_ESERVER && rep && rep->body_case == MXCACHE__REPLY__BODY_ERROR) {
+        if (outage_code(rep->error->code))
+            service_bad(s, "ping_unavailable", PM_DOWN_UNAVAILABLE, false);
+        else
+            service_good(s); /* e.g. a service too old to know pings: it did answer */
+    } else if (status == MXC_ETIMEDOUT) {
+        timed_out(s, true, false);
+    } else {
+        service_bad(s, "ping_bad_reply", PM_DOWN_UNAVAILABLE, false);
+    }
+}
+
+/* ping_tick - sends a ping when the service has not answered for service.ping_interval (since
+ * its last answer or the last ping's end, so that an outage costs one ping per interval), so an
+ * idle hook knows whether its service is reachable. Returns the ms until the next ping is due,
+ * or -1 when none is (off, stopping, or one in flight). */
+static long ping_tick(struct policy_server *s, int64_t now)
+{
+    Mxcache__Request req = MXCACHE__REQUEST__INIT;
+    Mxcache__PingRequest ping = MXCACHE__PING_REQUEST__INIT;
+    int64_t last = s->last_answer_ms > s->ping_done_ms ? s->last_answer_ms : s->ping_done_ms;
+    int64_t due = last + (int64_t)s->conf->ping_interval;
+
+    if (!s->ping_on || s->stopping || s->ping_inflight)
+        return -1;
+    if (now < due)
+        return (long)(due - now);
+    req.body_case = MXCACHE__REQUEST__BODY_PING;
+    req.ping = &ping;
+    int rc = mxc_submit(s->mxc, &req, (int)s->conf->timeout, on_ping, s, NULL);
+    if (rc != MXC_OK) {
+        /* Robustness: a full handle is busy with questions, whose outcome says as much. */
+        s->ping_done_ms = now;
+        log_msg(LOG_DEBUG, "PING_FAILED", "error=\"%s\"", mxc_client_error(s->mxc));
+        return (long)s->conf->ping_interval;
+    }
+    s->ping_inflight = true;
+    pm_inc(&s->m.pings);
+    return -1;
 }
 
 /* handle_request - queues a slot for a complete request and asks the service, or answers. */
@@ -371,6 +486,7 @@ static void handle_request(struct policy_server *s, struct conn *c, const struct
     sl->conn = c;
     sl->srv = s;
     sl->start_ms = now_ms();
+    sl->start_us = now_us();
     if (c->tail)
         c->tail->next = sl;
     else
@@ -378,13 +494,13 @@ static void handle_request(struct policy_server *s, struct conn *c, const struct
     c->tail = sl;
     c->nslots++;
     c->requests++;
-    s->st.requests++;
+    pm_inc(&s->m.requests);
 
     const char *state = r->val[POLICY_ATTR_PROTOCOL_STATE];
     if (!policy_state_in(state, (const char *const *)cf->states.items, cf->states.n)) {
         sl->len = policy_render_dunno(sl->answer, sizeof sl->answer);
         sl->done = true;
-        s->st.local_dunno++;
+        sl->kind = PM_ANSWER_LOCAL;
         log_answer(sl, "state", NULL);
         return;
     }
@@ -396,12 +512,13 @@ static void handle_request(struct policy_server *s, struct conn *c, const struct
     req.check = &q;
     int rc = mxc_submit(s->mxc, &req, (int)cf->timeout, on_reply, sl, &sl->id);
     if (rc != MXC_OK) {
-        service_bad(s, rc == MXC_EAGAIN ? "too_many_in_flight" : "submit_failed");
-        answer_fallback(s, sl);
+        service_bad(s, rc == MXC_EAGAIN ? "too_many_in_flight" : "submit_failed",
+                    PM_DOWN_UNAVAILABLE, true);
+        answer_fallback(s, sl, rc == MXC_EAGAIN ? PM_FB_OVERLOAD : PM_FB_SEND_FAILED);
         log_answer(sl, "fallback", NULL);
         return;
     }
-    s->st.asked++;
+    pm_inc(&s->m.asked);
     if (log_enabled(LOG_DEBUG)) {
         char ca[64], se[LOG_FIELD_MAX], rc_[LOG_FIELD_MAX], st[32];
         log_msg(LOG_DEBUG, "ASK", "conn=%llu id=%llu state=\"%s\" client=\"%s\" sender=\"%s\" recipient=\"%s\"",
@@ -420,7 +537,13 @@ static void bad_input(struct policy_server *s, struct conn *c)
     char esc[LOG_FIELD_MAX];
     enum policy_error e = policy_parser_error(c->parser, &line, &ex, &exlen);
 
-    s->st.bad_input++;
+    /* Robustness: a limit hit is told apart from garbage, since raising a limit is the fix for
+     * the one and not for the other. */
+    if (e == POLICY_ERR_LINE_TOO_LONG || e == POLICY_ERR_REQUEST_TOO_BIG ||
+        e == POLICY_ERR_TOO_MANY_ATTRS)
+        pm_inc(&s->m.oversized);
+    else
+        pm_inc(&s->m.malformed);
     log_msg(LOG_WARNING, "BADINPUT", "conn=%llu peer=%s reason=%s line=%u excerpt=\"%s\"",
                (unsigned long long)c->serial, c->peer, policy_error_name(e), line,
                log_escape(ex, exlen, esc, sizeof esc));
@@ -505,7 +628,8 @@ static struct conn *conn_new(struct policy_server *s, int rfd, int wfd, bool is_
         return NULL;
     }
     s->conns[s->nconns++] = c;
-    s->st.connections++;
+    pm_inc(&s->m.connections);
+    pm_add_i64(&s->m.open, 1);
     return c;
 }
 
@@ -519,6 +643,7 @@ static void conn_close(struct policy_server *s, struct conn *c, int prio, const 
         log_msg(prio, "CLOSE", "conn=%llu peer=%s reason=%s requests=%llu",
                    (unsigned long long)c->serial, c->peer, reason, (unsigned long long)c->requests);
     c->closing = true;
+    pm_add_i64(&s->m.open, -1);
     /* Explicitly: epoll forgets an fd only when every fd of its file is closed, and stdin and
      * stdout may share one with stderr. */
     if (c->ev_r && !c->always_r)
@@ -606,7 +731,7 @@ static void do_accept(struct policy_server *s, struct policy_listener *l)
         peer_name(fd, &ss, peer, sizeof peer);
         if (s->nconns >= s->maxconns) {
             int64_t now = now_ms();
-            s->st.refused++;
+            pm_inc(&s->m.refused);
             if (now - s->refused_log_ms >= POLICY_REFUSED_LOG_MS) {
                 log_msg(LOG_WARNING, "REFUSED",
                            "peer=%s listener=%s reason=max_connections limit=%zu also_refused=%llu",
@@ -657,6 +782,7 @@ static void begin_stop(struct policy_server *s, const char *why)
     if (s->stopping)
         return;
     s->stopping = true;
+    pm_set(&s->m.listening, 0);
     s->stop_deadline_ms = now_ms() + (int64_t)s->conf->shutdown_timeout;
     stop_listening(s);
     for (size_t i = 0; i < s->nconns; i++) {
@@ -695,7 +821,7 @@ static long check_idle(struct policy_server *s, int64_t now)
             continue; /* waiting for the service is not idle: its timeout bounds it */
         int64_t due = c->last_ms + idle;
         if (now >= due) {
-            s->st.idle_closed++;
+            pm_inc(&s->m.timed_out);
             conn_close(s, c, policy_parser_pending(c->parser) ? LOG_WARNING : LOG_INFO,
                        policy_parser_pending(c->parser) ? "idle_in_request" : "idle");
             continue;
@@ -751,6 +877,14 @@ policy_server *policy_server_create(const struct policy_conf *conf, struct polic
         policy_server_destroy(s);
         return NULL;
     }
+    policy_metrics_init(&s->m);
+    s->ping_on = !s->stdio && conf->ping_interval > 0;
+    /* Without pings nothing would ever say "up" to an idle hook: assume it until a failure. */
+    pm_set(&s->m.service_up, s->ping_on ? 0 : 1);
+    pm_set(&s->m.down_cause, s->ping_on ? PM_DOWN_NO_ANSWER_YET : PM_DOWN_NONE);
+    pm_set(&s->m.listening, !s->stdio && nls > 0);
+    /* The first ping goes out at once, so that readiness is known soon after the start. */
+    s->last_answer_ms = s->ping_done_ms = now_ms() - (int64_t)conf->ping_interval;
     s->sig_src.kind = SRC_SIGNAL;
     s->svc_src.kind = SRC_SERVICE;
     for (size_t i = 0; i < nls; i++)
@@ -863,6 +997,8 @@ int policy_server_run(policy_server *s, int sigfd)
             if ((c->always_r && c->ev_r) || (c->always_w && c->ev_w))
                 timeout = 0;
         }
+        if (!s->stopping)
+            timeout = min_timeout(timeout, ping_tick(s, now));
         /* 0 when a reply came in while this round was busy, which ZMQ_FD may not signal. */
         timeout = min_timeout(timeout, mxc_next_timeout_ms(s->mxc));
 
@@ -907,7 +1043,27 @@ int policy_server_run(policy_server *s, int sigfd)
 
 void policy_server_stats(const policy_server *s, struct policy_stats *out)
 {
-    *out = s->st;
+    const struct policy_metrics *m = &s->m;
+    uint64_t fb = 0;
+
+    for (int i = 0; i < PM_FB_N; i++)
+        fb += pm_get(&m->fallbacks[i]);
+    *out = (struct policy_stats){
+        .connections = pm_get(&m->connections),
+        .refused = pm_get(&m->refused),
+        .requests = pm_get(&m->requests),
+        .asked = pm_get(&m->asked),
+        .answered = pm_get(&m->answers[PM_ANSWER_SERVICE]),
+        .local_dunno = pm_get(&m->answers[PM_ANSWER_LOCAL]),
+        .fallbacks = fb,
+        .bad_input = pm_get(&m->malformed) + pm_get(&m->oversized),
+        .idle_closed = pm_get(&m->timed_out),
+    };
+}
+
+const struct policy_metrics *policy_server_metrics(const policy_server *s)
+{
+    return &s->m;
 }
 
 void policy_server_destroy(policy_server *s)

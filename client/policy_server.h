@@ -17,6 +17,7 @@
 
 #include "policy_conf.h"
 #include "policy_listen.h"
+#include "policy_metrics.h"
 
 #define POLICY_MAX_PIPELINE 16          /* requests of one connection queued at once */
 #define POLICY_CONN_IN_MAX 4096         /* bytes read from a connection at a time */
@@ -31,9 +32,9 @@ struct policy_stats {
     uint64_t refused;      /* accepted and closed at once: max_connections */
     uint64_t requests;     /* complete requests */
     uint64_t asked;        /* sent to the service */
-    uint64_t answered;     /* answered with the service's decision */
-    uint64_t local_dunno;  /* answered DUNNO at once: state not in service.states */
-    uint64_t fallbacks;    /* answered with the fallback */
+    uint64_t answered;     /* answered with the service's decision (written to a connection) */
+    uint64_t local_dunno;  /* answered DUNNO at once: state not in service.states (written) */
+    uint64_t fallbacks;    /* answered with the fallback (written) */
     uint64_t bad_input;    /* connections closed for bad input */
     uint64_t idle_closed;  /* connections closed after idle_timeout */
 };
@@ -54,8 +55,13 @@ policy_server *policy_server_create(const struct policy_conf *conf, struct polic
  * Returns 0 or a negative MXC_E* code on a failure of the loop itself (zmq_poll). */
 int policy_server_run(policy_server *s, int sigfd);
 
-/* policy_server_stats - the counters so far. */
+/* policy_server_stats - the counters so far (a summary of policy_server_metrics); the loop's
+ * thread. */
 void policy_server_stats(const policy_server *s, struct policy_stats *out);
+
+/* policy_server_metrics - the figures the loop keeps, for the HTTP thread to read (atomics; see
+ * policy_metrics.h); valid until policy_server_destroy. */
+const struct policy_metrics *policy_server_metrics(const policy_server *s);
 
 /* policy_server_destroy - closes everything; NULL-safe. */
 void policy_server_destroy(policy_server *s);

@@ -3,8 +3,11 @@
 
 #include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum log_target_kind log_target = LOG_TO_STDERR;
 static const char *log_ident = "mxcached";
@@ -13,6 +16,17 @@ static atomic_int log_level = LOG_INFO;
 static const char *const prio_names[] = {
     "emerg", "alert", "crit", "error", "warning", "notice", "info", "debug",
 };
+
+bool log_stderr_is_journal(void)
+{
+    const char *js = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    struct stat st;
+
+    if (!js || sscanf(js, "%llu:%llu", &dev, &ino) != 2 || fstat(STDERR_FILENO, &st) != 0)
+        return false;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void log_open(const char *ident, enum log_target_kind target, int facility, int level)
 {

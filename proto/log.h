@@ -9,6 +9,7 @@
 #define MXCACHED_LOG_H
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <syslog.h>
 
@@ -20,6 +21,11 @@ enum log_target_kind { LOG_TO_STDERR, LOG_TO_SYSLOG };
  * facility; level the least severe LOG_* priority logged (LOG_DEBUG..LOG_ERR). */
 void log_open(const char *ident, enum log_target_kind target, int facility, int level);
 void log_set_level(int level);
+
+/* log_stderr_is_journal - whether stderr is systemd's journal stream (JOURNAL_STREAM names its
+ * device and inode): a daemon started by a unit then logs to syslog, with its facility and each
+ * line's priority, rather than as plain stderr text. */
+bool log_stderr_is_journal(void);
 int log_get_level(void);
 void log_close(void);
 

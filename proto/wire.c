@@ -297,6 +297,7 @@ static const struct name_map bodies[] = {
     {MXCACHE__REQUEST__BODY_WHITELIST_LIST, "whitelist_list"},
     {MXCACHE__REQUEST__BODY_COMPACT, "compact"},
     {MXCACHE__REQUEST__BODY_VERIFY, "verify"},
+    {MXCACHE__REQUEST__BODY_PING, "ping"},
     {0, NULL},
 };
 

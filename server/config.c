@@ -32,6 +32,7 @@
 #include "addr.h"
 #include "conftab.h"
 #include "duration.h"
+#include "httpd.h"
 #include "mxc_err.h"
 
 /* params.h expanded into conftab rows: min/max in the stored unit (milliseconds, bytes). */
@@ -486,6 +487,14 @@ static void check_config(struct load *ld)
     }
     if (!ld->mark[P_store_path].bad && c->store_path[0] == '\0')
         check_error(ld, P_store_path, -1, "store.path: empty");
+    if (!ld->mark[P_metrics_listen].bad && c->metrics_listen[0] != '\0') {
+        char why[160];
+        if (!httpd_listen_valid(c->metrics_listen, why, sizeof why))
+            check_error(ld, P_metrics_listen, -1,
+                        "metrics.listen: bad address %s: %s (\"HOST:PORT\" with an IPv4 address, "
+                        "\"[IPv6]:PORT\", or \"\" for no endpoint)",
+                        conftab_quote(c->metrics_listen, q, sizeof q), why);
+    }
 
     bool status_valid = !ld->mark[P_default_status].bad && status_ok(c->default_status);
     if (!ld->mark[P_default_status].bad && !status_valid)

@@ -1,14 +1,20 @@
-/* Event counters of mxcached, reported by the Stats request (and later by /metrics).
+/* Event counters and latency histograms of mxcached, reported by the Stats request (the named
+ * counters) and by /metrics (everything, see metrics.c).
  *
  * Each thread owns one struct counters and is its only writer, so an increment is a relaxed
  * load and store, with no locked instruction and no cache line shared between workers; readers
- * in other threads sum the sets with counters_sum. */
+ * in other threads sum the sets with counters_sum and counters_totals. Besides the named
+ * counters a set holds two matrices that would flood the Stats list (requests by type and
+ * outcome, decisions by action and rule) and the thread's histograms (histo.h). */
 #ifndef MXCACHED_COUNTERS_H
 #define MXCACHED_COUNTERS_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "histo.h"
 
 #define COUNTERS(X)                                                           \
     X(CTR_REQ_CHECK, "requests_check")                                        \
@@ -22,11 +28,15 @@
     X(CTR_REQ_WHITELIST_LIST, "requests_whitelist_list")                      \
     X(CTR_REQ_COMPACT, "requests_compact")                                    \
     X(CTR_REQ_VERIFY, "requests_verify")                                      \
+    X(CTR_REQ_PING, "requests_ping")                                          \
     X(CTR_ERR_MALFORMED, "requests_malformed")                                \
     X(CTR_ERR_TOO_LARGE, "requests_too_large")                                \
     X(CTR_ERR_VERSION, "requests_bad_version")                                \
     X(CTR_ERR_INVALID, "requests_invalid_argument")                           \
-    X(CTR_ERR_STORE, "store_errors")                                          \
+    X(CTR_ERR_STORE_REPLY, "requests_store_error")  /* answered ERROR_STORE */ \
+    X(CTR_ERR_UNAVAILABLE, "requests_unavailable")  /* answered ERROR_UNAVAILABLE */ \
+    X(CTR_ERR_INTERNAL, "requests_internal_error")  /* answered ERROR_INTERNAL */ \
+    X(CTR_ERR_STORE, "store_errors")          /* failed store reads, commits, syncs */ \
     X(CTR_BAD_FRAMES, "messages_bad_framing")                                 \
     X(CTR_REPLIES_DROPPED, "replies_dropped")                                 \
     X(CTR_DECISION_DUNNO, "decisions_dunno")                                  \
@@ -47,6 +57,11 @@
     X(CTR_RULE_VERIFY_ACCEPTALL, "decisions_rule_verify_acceptall")           \
     X(CTR_RULE_VERIFY_BAD_ADDRESS, "decisions_rule_verify_bad_address")       \
     X(CTR_VERIFY_WAITED, "verify_checks_waited")    /* Checks that waited for a probe */ \
+    X(CTR_VERIFY_TIMED_OUT, "verify_checks_timed_out") /* ... whose verify.wait ran out */ \
+    X(CTR_VERIFY_CACHE_POSITIVE, "verify_cache_positive") /* Checks answered from the cache */ \
+    X(CTR_VERIFY_CACHE_NEGATIVE, "verify_cache_negative")                     \
+    X(CTR_VERIFY_CACHE_TEMPFAIL, "verify_cache_tempfail")                     \
+    X(CTR_VERIFY_CACHE_MISSES, "verify_cache_misses") /* ... that found nothing cached */ \
     X(CTR_VERIFY_ASKED, "verify_probe_questions")   /* questions to the prober */ \
     X(CTR_VERIFY_JOINED, "verify_probe_joined")     /* ... that joined a running probe */ \
     X(CTR_VERIFY_STARTED, "verify_probes_started")                            \
@@ -89,8 +104,30 @@
 enum counter_id { COUNTERS(COUNTER_ENUM) CTR_COUNT };
 #undef COUNTER_ENUM
 
+/* The decision rules, in the order of CTR_RULE_WHITELIST .. CTR_RULE_VERIFY_BAD_ADDRESS. */
+#define CTR_RULES (CTR_RULE_VERIFY_BAD_ADDRESS - CTR_RULE_WHITELIST + 1)
+#define CTR_ACTIONS 3 /* dunno, defer, reject: Mxcache__Action 1..3 */
+
+/* Request types: 0 for a request that did not decode or has no body, else the index of its
+ * Mxcache__Request__BodyCase (10 check .. 21 ping) minus CTR_REQ_TYPE_BASE. */
+#define CTR_REQ_TYPE_BASE 9
+#define CTR_REQ_TYPES 13
+
+/* The kinds of requests whose duration is measured from receipt to reply. */
+enum ctr_req_kind {
+    CTR_KIND_NONE,  /* not measured (bad framing, refused while stopping) */
+    CTR_KIND_CHECK, /* Check and Verify: decided on the main thread */
+    CTR_KIND_ADMIN, /* everything a worker answers */
+};
+
 struct counters {
     _Atomic uint64_t v[CTR_COUNT];
+    _Atomic uint64_t requests[CTR_REQ_TYPES][2];          /* [type][0 ok, 1 error reply] */
+    _Atomic uint64_t decisions[CTR_ACTIONS][CTR_RULES];   /* [action - 1][rule] */
+    struct histo req_check, req_admin; /* receipt to reply sent, microseconds (main thread) */
+    struct histo commit;               /* a round's write, microseconds */
+    struct histo wal_sync;             /* an fsync of the WAL, microseconds (sync thread) */
+    struct histo greylist_delay;       /* first seen to pass, seconds */
 };
 
 /* ctr_add - adds n to counter id; only the owning thread calls it. */
@@ -106,10 +143,53 @@ static inline void ctr_set(struct counters *c, enum counter_id id, uint64_t v)
     atomic_store_explicit(&c->v[id], v, memory_order_relaxed);
 }
 
+/* ctr_inc - adds 1 to one cell of a matrix; owning thread only. */
+static inline void ctr_inc(_Atomic uint64_t *cell)
+{
+    atomic_store_explicit(cell, atomic_load_explicit(cell, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
+/* ctr_req_type - the request type index of a body case (Mxcache__Request__BodyCase). */
+static inline unsigned ctr_req_type(int body_case)
+{
+    return body_case > CTR_REQ_TYPE_BASE && body_case < CTR_REQ_TYPE_BASE + CTR_REQ_TYPES
+               ? (unsigned)(body_case - CTR_REQ_TYPE_BASE)
+               : 0;
+}
+
+/* ctr_request - counts one answered request of type (ctr_req_type) with an error reply or not. */
+static inline void ctr_request(struct counters *c, unsigned type, bool error)
+{
+    ctr_inc(&c->requests[type < CTR_REQ_TYPES ? type : 0][error ? 1 : 0]);
+}
+
+/* ctr_observe - records v in histogram h of c (the owning thread); a set that was never
+ * initialised (a test's zeroed struct) records nothing. */
+static inline void ctr_observe(struct histo *h, uint64_t v)
+{
+    if (h->spec)
+        histo_observe(h, v);
+}
+
+/* counters_init - an empty set with its histograms' buckets. */
+void counters_init(struct counters *c);
+
 /* counters_name - the counter's name as the Stats request reports it. */
 const char *counters_name(enum counter_id id);
 
 /* counters_sum - adds the n sets in sets[] into out[CTR_COUNT] (zeroed first). Any thread. */
 void counters_sum(struct counters *const *sets, size_t n, uint64_t out[CTR_COUNT]);
+
+/* Everything of several sets added up, for a scrape. */
+struct counters_totals {
+    uint64_t v[CTR_COUNT];
+    uint64_t requests[CTR_REQ_TYPES][2];
+    uint64_t decisions[CTR_ACTIONS][CTR_RULES];
+    struct histo_snapshot req_check, req_admin, commit, wal_sync, greylist_delay;
+};
+
+/* counters_totals - sums the n sets into *out (overwritten). Any thread. */
+void counters_totals(struct counters *const *sets, size_t n, struct counters_totals *out);
 
 #endif

@@ -44,6 +44,8 @@ struct deferred {
 
 struct handler {
     bool durable; /* the round wrote something a reply depends on: commit with fsync */
+    bool rerun;   /* handler_rerun: the request was counted when it first came */
+    bool error;   /* the current request's reply is an error reply */
     const struct handler_env *env;
     struct counters *ctr;
     store_batch *batch;
@@ -133,11 +135,14 @@ static int error_reply(struct handler *h, uint64_t id, Mxcache__ErrorCode code, 
         [MXCACHE__ERROR_CODE__ERROR_TOO_LARGE] = CTR_ERR_TOO_LARGE,
         [MXCACHE__ERROR_CODE__ERROR_VERSION] = CTR_ERR_VERSION,
         [MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT] = CTR_ERR_INVALID,
-        [MXCACHE__ERROR_CODE__ERROR_STORE] = CTR_ERR_STORE,
+        [MXCACHE__ERROR_CODE__ERROR_STORE] = CTR_ERR_STORE_REPLY,
+        [MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE] = CTR_ERR_UNAVAILABLE,
+        [MXCACHE__ERROR_CODE__ERROR_INTERNAL] = CTR_ERR_INTERNAL,
     };
 
     if ((size_t)code < sizeof ctr_of / sizeof ctr_of[0] && ctr_of[code])
         ctr_add(h->ctr, ctr_of[code], 1);
+    h->error = true;
     e.code = code;
     e.message = (char *)msg;
     rep.body_case = MXCACHE__REPLY__BODY_ERROR;
@@ -151,6 +156,7 @@ static int reply_store_error(struct handler *h, uint64_t id, const char *what, c
     char msg[512];
     snprintf(msg, sizeof msg, "%s: store error: %s", what, err);
     log_msg(LOG_ERR, "STORE", "op=%s error=\"%s\"", what, err);
+    ctr_add(h->ctr, CTR_ERR_STORE, 1);
     return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_STORE, msg, out);
 }
 
@@ -198,6 +204,22 @@ static const enum counter_id greylist_rule_counter[] = {
     [GREYLIST_PASS] = CTR_RULE_GREYLIST_PASS,
     [GREYLIST_KNOWN] = CTR_RULE_GREYLIST_KNOWN,
 };
+
+/* count_decision - one decided Check: its rule (a CTR_RULE_* id), its action, and the pair. */
+static void count_decision(struct handler *h, Mxcache__Action action, enum counter_id rule)
+{
+    unsigned a = action == MXCACHE__ACTION__ACTION_DUNNO   ? 0
+                 : action == MXCACHE__ACTION__ACTION_DEFER ? 1
+                                                           : 2;
+    static const enum counter_id by_action[] = {CTR_DECISION_DUNNO, CTR_DECISION_DEFER,
+                                                CTR_DECISION_REJECT};
+
+    if (rule < CTR_RULE_WHITELIST || rule > CTR_RULE_VERIFY_BAD_ADDRESS)
+        rule = CTR_RULE_DEFAULT; /* XXX: a path of do_check that set no rule; never seen */
+    ctr_add(h->ctr, rule, 1);
+    ctr_add(h->ctr, by_action[a], 1);
+    ctr_inc(&h->ctr->decisions[a][rule - CTR_RULE_WHITELIST]);
+}
 
 /* ---- the decision log ---- */
 
@@ -316,8 +338,6 @@ static int verify_step(struct handler *h, const Mxcache__CheckRequest *q, const 
         }
         verify_defer(cr, "verify_bad_address", "Recipient address cannot be verified");
         cr->enhanced_status = "4.1.3";
-        if (!q->explain)
-            ctr_add(h->ctr, CTR_RULE_VERIFY_BAD_ADDRESS, 1);
         explain_add(expl, "verify: the recipient of routed domain %s is no valid mail address: "
                     "no probe\n", dom);
         return VSTEP_DECIDED;
@@ -327,8 +347,17 @@ static int verify_step(struct handler *h, const Mxcache__CheckRequest *q, const 
         explain_add(expl, "verify: no route for domain %s\n", domain);
         return VSTEP_NONE;
     }
-    if ((rc = verify_lookup(h->batch, addr, h->now_ms, &a, err, errlen)) != MXC_OK)
+    if ((rc = verify_lookup(h->batch, addr, h->now_ms, &a, err, errlen)) != MXC_OK) {
+        ctr_add(h->ctr, CTR_ERR_STORE, 1);
         return rc;
+    }
+    if (!q->explain && !h->rerun) {
+        static const enum counter_id by_state[] = {
+            [VERIFY_MISS] = CTR_VERIFY_CACHE_MISSES, [VERIFY_POSITIVE] = CTR_VERIFY_CACHE_POSITIVE,
+            [VERIFY_NEGATIVE] = CTR_VERIFY_CACHE_NEGATIVE, [VERIFY_TEMPFAIL] = CTR_VERIFY_CACHE_TEMPFAIL,
+        };
+        ctr_add(h->ctr, by_state[a.state], 1);
+    }
     if (a.state == VERIFY_MISS || a.refresh) {
         struct handler_verify *v = calloc(1, sizeof *v);
         if (!v)
@@ -394,6 +423,7 @@ int handler_verify_result(struct handler *h, const char *address, const struct p
         rc = verify_lookup(h->batch, address, h->now_ms, a, err, sizeof err);
     if (rc != MXC_OK) {
         log_msg(LOG_ERR, "STORE", "op=verify_record error=\"%s\"", err);
+        ctr_add(h->ctr, CTR_ERR_STORE, 1);
         return rc;
     }
     if (decisive)
@@ -428,13 +458,10 @@ int handler_verify_reply(struct handler *h, const struct handler_verify *v, uint
         break;
     }
     if (v->count) {
-        ctr_add(h->ctr, verify_rule_counter(cr.rule), 1);
-        ctr_add(h->ctr, cr.action == MXCACHE__ACTION__ACTION_DUNNO   ? CTR_DECISION_DUNNO
-                        : cr.action == MXCACHE__ACTION__ACTION_DEFER ? CTR_DECISION_DEFER
-                                                                     : CTR_DECISION_REJECT, 1);
-    }
-    if (v->count)
+        count_decision(h, cr.action, verify_rule_counter(cr.rule));
         log_decision(h, id, v->mx, v->queue_id, v->client_address, v->sender, v->address, &cr);
+    }
+    ctr_request(h->ctr, ctr_req_type(MXCACHE__REQUEST__BODY_CHECK), false);
     rep.body_case = MXCACHE__REPLY__BODY_CHECK;
     rep.check = &cr;
     return pack_reply(&rep, id, out);
@@ -469,6 +496,7 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
     char matched[WL_KEY_MAX], err[256];
     char *expl = NULL;
     bool count = !q->explain, greylisted = false;
+    enum counter_id rule = CTR_COUNT; /* the CTR_RULE_* of the decision */
     int rc;
 
     if (!field_ok(q->client_address, CHECK_MAX_ADDRESS) || !field_ok(q->client_name, CHECK_MAX_NAME) ||
@@ -488,8 +516,7 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
         cr.rule = "whitelist";
         cr.text = matched;
         explain_add(expl, "whitelist: entry %s matches\n", matched);
-        if (count)
-            ctr_add(h->ctr, CTR_RULE_WHITELIST, 1);
+        rule = CTR_RULE_WHITELIST;
         goto reply;
     }
     if (h->wf && (wlfile_match_client(h->wf, q->client_address, q->client_name, matched, sizeof matched) ||
@@ -498,8 +525,7 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
         cr.rule = "whitelist";
         cr.text = matched;
         explain_add(expl, "whitelist: the file entry at %s matches\n", matched);
-        if (count)
-            ctr_add(h->ctr, CTR_RULE_WHITELIST, 1);
+        rule = CTR_RULE_WHITELIST;
         goto reply;
     }
     explain_add(expl, "whitelist: no entry matches\n");
@@ -512,8 +538,7 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
         if (rc < 0 || rc == VSTEP_PARKED)
             return verify_stop(h, id, rc, expl, err, out);
         if (rc == VSTEP_DECIDED && cr.action != MXCACHE__ACTION__ACTION_DUNNO) {
-            if (count)
-                ctr_add(h->ctr, verify_rule_counter(cr.rule), 1);
+            rule = verify_rule_counter(cr.rule);
             goto reply;
         }
         verified = rc == VSTEP_DECIDED;
@@ -545,9 +570,11 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
             }
             if (count)
                 ctr_add(h->ctr, greylist_counter[gr.rule], 1);
+            /* What greylisting cost the mail that got through: first attempt to the pass. */
+            if (count && gr.rule == GREYLIST_PASS)
+                ctr_observe(&h->ctr->greylist_delay, gr.fact_age_ms / 1000);
             if (gr.defer) {
-                if (count)
-                    ctr_add(h->ctr, greylist_rule_counter[gr.rule], 1);
+                rule = greylist_rule_counter[gr.rule];
                 goto reply;
             }
             greylisted = true; /* passed: verification may still refuse the recipient */
@@ -567,13 +594,11 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
     /* The last check that decided gives the rule: verification after greylisting, or
      * greylisting after a verification that passed. */
     if (verified && (!cfg->verify_before_greylist || !greylisted)) {
-        if (count)
-            ctr_add(h->ctr, verify_rule_counter(cr.rule), 1);
+        rule = verify_rule_counter(cr.rule);
         goto reply;
     }
     if (greylisted) {
-        if (count)
-            ctr_add(h->ctr, greylist_rule_counter[gr.rule], 1);
+        rule = greylist_rule_counter[gr.rule];
         goto reply;
     }
 
@@ -591,14 +616,11 @@ static int do_check(struct handler *h, uint64_t id, const Mxcache__CheckRequest 
     cr.rule = "default";
     explain_add(expl, "default: no check decided; policy.default_action is %s\n",
                 wire_action_name(cr.action));
-    if (count)
-        ctr_add(h->ctr, CTR_RULE_DEFAULT, 1);
+    rule = CTR_RULE_DEFAULT;
 
 reply:
     if (count)
-        ctr_add(h->ctr, cr.action == MXCACHE__ACTION__ACTION_DUNNO   ? CTR_DECISION_DUNNO
-                        : cr.action == MXCACHE__ACTION__ACTION_DEFER ? CTR_DECISION_DEFER
-                                                                     : CTR_DECISION_REJECT, 1);
+        count_decision(h, cr.action, rule);
     if (count)
         log_decision(h, id, q->mx_name, q->queue_id, q->client_address, q->sender, q->recipient, &cr);
     if (expl) {
@@ -933,6 +955,18 @@ static int do_flush(struct handler *h, uint64_t id, const Mxcache__FlushRequest 
     return rc;
 }
 
+static int do_ping(struct handler *h, uint64_t id, struct handler_reply *out)
+{
+    Mxcache__Reply rep = MXCACHE__REPLY__INIT;
+    Mxcache__PingReply pr = MXCACHE__PING_REPLY__INIT;
+
+    pr.version = MXCACHE_VERSION;
+    pr.uptime_s = (h->now_ms - h->env->started_ms) / 1000;
+    rep.body_case = MXCACHE__REPLY__BODY_PING;
+    rep.ping = &pr;
+    return pack_reply(&rep, id, out);
+}
+
 static int do_stats(struct handler *h, uint64_t id, struct handler_reply *out)
 {
     Mxcache__Reply rep = MXCACHE__REPLY__INIT;
@@ -1088,8 +1122,10 @@ int handler_run_deferred(struct handler *h, struct handler_reply *out)
     memmove(h->deferred, h->deferred + 1, --h->ndeferred * sizeof h->deferred[0]);
     store_stats(h->env->st, d.keyspace, &keys, &cr.disk_bytes_before);
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    if (store_compact(h->env->st, d.keyspace, err, sizeof err) != MXC_OK)
+    if (store_compact(h->env->st, d.keyspace, err, sizeof err) != MXC_OK) {
+        ctr_request(h->ctr, ctr_req_type(MXCACHE__REQUEST__BODY_COMPACT), true);
         return reply_store_error(h, d.id, "compact", err, out);
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     store_stats(h->env->st, d.keyspace, &keys, &cr.disk_bytes_after);
     cr.duration_ms = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
@@ -1097,6 +1133,7 @@ int handler_run_deferred(struct handler *h, struct handler_reply *out)
             d.keyspace ? wire_keyspace_name(d.keyspace) : "all",
             (unsigned long long)cr.duration_ms, (unsigned long long)cr.disk_bytes_before,
             (unsigned long long)cr.disk_bytes_after);
+    ctr_request(h->ctr, ctr_req_type(MXCACHE__REQUEST__BODY_COMPACT), false);
     rep.body_case = MXCACHE__REPLY__BODY_COMPACT;
     rep.compact = &cr;
     return pack_reply(&rep, d.id, out);
@@ -1160,8 +1197,11 @@ int handler_verify_probe_reply(struct handler *h, const struct handler_verify *v
     };
     Mxcache__Reply rep = MXCACHE__REPLY__INIT;
     Mxcache__VerifyReply vr = MXCACHE__VERIFY_REPLY__INIT;
+    unsigned type = ctr_req_type(MXCACHE__REQUEST__BODY_VERIFY);
 
     memset(out, 0, sizeof *out);
+    ctr_request(h->ctr, type, (v->kind == HANDLER_VERIFY_ACCEPT_ALL_CHECK && !started) ||
+                                  (v->kind != HANDLER_VERIFY_ACCEPT_ALL_CHECK && !r));
     if (v->kind == HANDLER_VERIFY_ACCEPT_ALL_CHECK) {
         if (!started)
             return error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE,
@@ -1203,6 +1243,7 @@ static const enum counter_id request_counter[] = {
     [MXCACHE__REQUEST__BODY_WHITELIST_LIST] = CTR_REQ_WHITELIST_LIST,
     [MXCACHE__REQUEST__BODY_COMPACT] = CTR_REQ_COMPACT,
     [MXCACHE__REQUEST__BODY_VERIFY] = CTR_REQ_VERIFY,
+    [MXCACHE__REQUEST__BODY_PING] = CTR_REQ_PING,
 };
 
 int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct handler_reply *out)
@@ -1213,26 +1254,32 @@ int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct ha
     int rc;
 
     memset(out, 0, sizeof *out);
+    h->error = false;
     if (len > h->cfg->max_request_size) {
         snprintf(text, sizeof text, "request of %zu bytes exceeds the limit of %llu", len,
                  (unsigned long long)h->cfg->max_request_size);
+        ctr_request(h->ctr, 0, true);
         return error_reply(h, wire_peek_id(msg, len), MXCACHE__ERROR_CODE__ERROR_TOO_LARGE, text, out);
     }
     h->cur_msg = msg;
     h->cur_len = len;
     req = wire_request_unpack(msg, len);
-    if (!req)
+    if (!req) {
+        ctr_request(h->ctr, 0, true);
         return error_reply(h, wire_peek_id(msg, len), MXCACHE__ERROR_CODE__ERROR_MALFORMED,
                            "request does not decode", out);
+    }
     id = req->id;
+    unsigned type = ctr_req_type(req->body_case);
     if (req->version != WIRE_VERSION) {
         snprintf(text, sizeof text, "protocol version %u is not supported (this service speaks %u)",
                  req->version, WIRE_VERSION);
         rc = error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_VERSION, text, out);
+        ctr_request(h->ctr, type, true);
         mxcache__request__free_unpacked(req, NULL);
         return rc;
     }
-    if (req->body_case != MXCACHE__REQUEST__BODY__NOT_SET)
+    if (req->body_case != MXCACHE__REQUEST__BODY__NOT_SET && !h->rerun)
         ctr_add(h->ctr, request_counter[req->body_case], 1);
     switch (req->body_case) {
     case MXCACHE__REQUEST__BODY_CHECK: rc = do_check(h, id, req->check, out); break;
@@ -1246,6 +1293,7 @@ int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct ha
     case MXCACHE__REQUEST__BODY_WHITELIST_LIST: rc = do_whitelist_list(h, id, req->whitelist_list, out); break;
     case MXCACHE__REQUEST__BODY_COMPACT: rc = do_compact(h, id, req->compact, out); break;
     case MXCACHE__REQUEST__BODY_VERIFY: rc = do_verify(h, id, req->verify, out); break;
+    case MXCACHE__REQUEST__BODY_PING: rc = do_ping(h, id, out); break;
     default:
         rc = error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INVALID_ARGUMENT, "request has no body", out);
         break;
@@ -1259,6 +1307,18 @@ int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct ha
         memset(out, 0, sizeof *out);
         rc = error_reply(h, id, MXCACHE__ERROR_CODE__ERROR_INTERNAL, "the reply could not be built", out);
     }
+    /* A reply still to come (a Check waiting for a probe, a Verify, a compaction) is counted
+     * where it is made: handler_verify_reply, handler_verify_probe_reply, handler_run_deferred. */
+    if (rc == MXC_OK && out->buf)
+        ctr_request(h->ctr, type, h->error);
+    return rc;
+}
+
+int handler_rerun(struct handler *h, const uint8_t *msg, size_t len, struct handler_reply *out)
+{
+    h->rerun = true;
+    int rc = handler_request(h, msg, len, out);
+    h->rerun = false;
     return rc;
 }
 
@@ -1296,6 +1356,7 @@ static int commit_round(struct handler *h, struct handler_reply *replies, size_t
                   : store_batch_commit_lazy(h->batch, err, sizeof err);
     if (rc != MXC_OK) {
         log_msg(LOG_ERR, "STORE", "op=commit writes=%zu error=\"%s\"", writes, err);
+        ctr_add(h->ctr, CTR_ERR_STORE, 1);
         handler_fail_replies(h, replies, n);
         h->ntouched = 0;
         return MXC_ESTORE;
@@ -1303,8 +1364,9 @@ static int commit_round(struct handler *h, struct handler_reply *replies, size_t
     clock_gettime(CLOCK_MONOTONIC, &t1);
     ctr_add(h->ctr, sync ? CTR_COMMITS : CTR_COMMITS_LAZY, 1);
     ctr_add(h->ctr, CTR_COMMIT_WRITES, writes);
-    ctr_add(h->ctr, CTR_COMMIT_USEC,
-            (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000));
+    uint64_t usec = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000 + (t1.tv_nsec - t0.tv_nsec) / 1000);
+    ctr_add(h->ctr, CTR_COMMIT_USEC, usec);
+    ctr_observe(&h->ctr->commit, usec);
     if (need_sync)
         *need_sync = h->durable && store_syncs(h->env->st);
     for (size_t i = 0; i < h->ntouched; i++)

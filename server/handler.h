@@ -65,6 +65,8 @@ struct handler_verify {
     char address[ADDR_MAX_PATH + 1];     /* canonical recipient */
     char domain[ADDR_MAX_DOMAIN + 1];
     char client[GREYLIST_CLIENT_MAX + 1]; /* the per-client probe limit's key */
+    uint64_t received_us;                /* when the service read the request (monotonic), for
+                                            its duration; set by the service */
     char prepend[GREYLIST_TEXT_MAX];     /* greylisting's header, for a final pass */
     /* for the decision's log line */
     char mx[ADDR_MAX_DOMAIN + 1];
@@ -106,6 +108,10 @@ void handler_begin(struct handler *h, const struct policy *pol);
 /* handler_request - handles one request of len bytes. Always produces a reply in *out (an error
  * reply for a bad request) unless out of memory, which returns MXC_ENOMEM and leaves *out empty. */
 int handler_request(struct handler *h, const uint8_t *msg, size_t len, struct handler_reply *out);
+
+/* handler_rerun - handler_request for a request already counted when it first came (a Check
+ * decided again after its probe): the same, but not counted as a new request again. */
+int handler_rerun(struct handler *h, const uint8_t *msg, size_t len, struct handler_reply *out);
 
 /* handler_commit - commits the round's writes. On a store failure every reply of the round
  * (replies[0..n-1], the round's replies in order) is replaced by a temporary ERROR_STORE error

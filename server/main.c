@@ -3,8 +3,9 @@
  * policy settings.
  *
  * SECURITY: listens on the ZeroMQ endpoints of server.listen (loopback tcp by default); every
- * request is hostile input to service.c and handler.c. Runs with the privileges it is started
- * with: the systemd unit starts it as the mxcache user. */
+ * request is hostile input to service.c and handler.c. Serves /metrics, /healthz and /readyz
+ * over HTTP without authentication on metrics.listen (loopback by default; "" turns it off).
+ * Runs with the privileges it is started with: the systemd unit starts it as the mxcache user. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "metrics.h"
 #include "policy.h"
 #include "log.h"
 #include "mxc_err.h"
@@ -180,7 +182,7 @@ int main(int argc, char **argv)
 
     int target = cfg->log_target;
     if (target == LOG_TARGET_AUTO)
-        target = foreground ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG;
+        target = foreground && !log_stderr_is_journal() ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG;
     log_open("mxcached", target == LOG_TARGET_SYSLOG ? LOG_TO_SYSLOG : LOG_TO_STDERR,
              config_facility(cfg), log_level_from_index(cfg->log_level));
     /* Security: the database and ipc sockets are for the service's user and group only (the
@@ -227,15 +229,41 @@ int main(int argc, char **argv)
         return 1;
     }
     char *path = strdup(cfg->store_path);
+    /* Copied: the service owns cfg from here, and a reload frees it. */
+    char *metrics_listen = strdup(cfg->metrics_listen);
     bool sync = cfg->store_sync, greylisting = cfg->greylist_enabled;
     ds.svc = service_create(pol, st, wl, err, sizeof err); /* owns pol (and cfg) from here */
     if (!ds.svc) {
         log_msg(LOG_ERR, "FATAL", "error=\"%s\"", err);
         free(path);
+        free(metrics_listen);
         wl_destroy(wl);
         store_close(st);
         return 1;
     }
+    /* The endpoint reads the service's figures: it starts once the service exists and stops
+     * before it (and the store) goes away. */
+    struct metrics *metrics = NULL;
+    if (!metrics_listen)
+        snprintf(err, sizeof err, "out of memory");
+    else if (metrics_listen[0] != '\0')
+        metrics = metrics_start(metrics_listen, ds.svc, err, sizeof err);
+    if (!metrics_listen || (metrics_listen[0] != '\0' && !metrics)) {
+        log_msg(LOG_ERR, "FATAL", "error=\"cannot serve metrics on %s: %s\"",
+                metrics_listen ? metrics_listen : "?", err);
+        free(metrics_listen);
+        free(path);
+        service_destroy(ds.svc);
+        wl_destroy(wl);
+        store_close(st);
+        close(sigfd);
+        log_close();
+        return 1;
+    }
+    if (metrics)
+        log_msg(LOG_INFO, "LISTEN", "endpoint=http://%s/metrics port=%u", metrics_listen,
+                metrics_port(metrics));
+    free(metrics_listen);
     log_msg(LOG_NOTICE, "START",
             "version=%s config=%s store=%s sync=%s whitelist_entries=%zu greylisting=%s",
             MXCACHE_VERSION, ds.config_path ? ds.config_path : "(embedded defaults)",
@@ -243,6 +271,7 @@ int main(int argc, char **argv)
     free(path);
 
     rc = service_run(ds.svc, sigfd, on_signal, &ds);
+    metrics_stop(metrics);
     service_destroy(ds.svc);
     wl_destroy(wl);
     store_close(st);

@@ -32,7 +32,7 @@
     X("log", "level", ENUM, log_level, "info", 0, 0, "debug|info|notice|warning|err", 1,           \
       "least severe level logged")                                                                \
     X("log", "target", ENUM, log_target, "auto", 0, 0, "auto|stderr|syslog", 0,                   \
-      "auto: stderr with --foreground, else syslog")                                              \
+      "auto: stderr with --foreground (syslog under systemd), else syslog")                     \
     X("log", "decisions", ENUM, log_decisions, "info", 0, 0, "off|debug|info|notice", 1,            \
       "level of the one DECISION line per answered Check; off: none")                            \
     X("log", "facility", ENUM, log_facility, "mail", 0, 0,                                         \
@@ -132,7 +132,9 @@
     X("admin", "list_page_max", INT, list_page_max, "1000", 1, 100000, NULL, 1,                    \
       "most entries per list page")                                                               \
     X("admin", "flush_batch", INT, flush_batch, "10000", 1, 1000000, NULL, 1,                      \
-      "most entries one flush request deletes; the client repeats until done")
+      "most entries one flush request deletes; the client repeats until done")                    \
+    X("metrics", "listen", STRING, metrics_listen, "127.0.0.1:10042", 0, 0, NULL, 0,               \
+      "HTTP endpoint for /metrics, /healthz and /readyz, \"HOST:PORT\" or \"[IPv6]:PORT\"; \"\": off")
 
 /* The settings of one route, an element of verify.routes = ( { ... }, ... ): where the
  * recipients of some domains are verified, and how. Same columns as above; the group column is

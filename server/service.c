@@ -88,6 +88,13 @@ uint64_t service_mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t service_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 static void sum_counters(void *arg, uint64_t out[CTR_COUNT])
 {
     struct service *svc = arg;
@@ -106,6 +113,7 @@ void service_free_reply(void *data, void *hint)
 struct round {
     zmq_msg_t *ident;
     zmq_msg_t *payload;
+    uint64_t *received_us; /* the main thread's stamp of each request, returned with its reply */
     struct handler_reply *replies;
     size_t n, cap;
 };
@@ -122,7 +130,10 @@ static int round_grow(struct round *r)
     struct handler_reply *rep = realloc(r->replies, cap * sizeof *rep);
     if (rep)
         r->replies = rep;
-    if (!i || !p || !rep)
+    uint64_t *t = realloc(r->received_us, cap * sizeof *t);
+    if (t)
+        r->received_us = t;
+    if (!i || !p || !rep || !t)
         return MXC_ENOMEM;
     r->cap = cap;
     return MXC_OK;
@@ -130,7 +141,8 @@ static int round_grow(struct round *r)
 
 /* worker_recv - appends one batch to r. Returns 1 for a batch, 0 for the stop message,
  * MXC_EAGAIN when flags has ZMQ_DONTWAIT and nothing is queued, <0 on error. The main thread
- * only sends well-formed batches: (identity, payload) pairs in one multipart message. */
+ * only sends well-formed batches: (identity, stamp, payload) triples in one multipart message,
+ * the stamp being the 8-byte time the main thread read the request. */
 static int worker_recv(struct worker *w, struct round *r, int flags)
 {
     size_t first = r->n;
@@ -153,6 +165,8 @@ static int worker_recv(struct worker *w, struct round *r, int flags)
             zmq_msg_close(&r->ident[r->n]);
             return r->n == first ? 0 : MXC_EPROTO;
         }
+        r->received_us[r->n] = 0;
+        zmq_recv(w->pair_worker, &r->received_us[r->n], sizeof r->received_us[r->n], 0);
         zmq_msg_init(&r->payload[r->n]);
         zmq_msg_recv(&r->payload[r->n], w->pair_worker, 0);
         if (!zmq_msg_more(&r->payload[r->n++]))
@@ -160,10 +174,11 @@ static int worker_recv(struct worker *w, struct round *r, int flags)
     }
 }
 
-/* send_reply - one (identity, reply) pair to the main thread; the identity is consumed. An
- * empty reply (out of memory) still travels, so that the main thread's count of requests in
- * flight stays exact; it is not forwarded to the client. */
-static void send_reply(struct worker *w, zmq_msg_t *ident, struct handler_reply *rep, bool last)
+/* send_reply - one (identity, stamp, reply) triple to the main thread; the identity is
+ * consumed. An empty reply (out of memory) still travels, so that the main thread's count of
+ * requests in flight stays exact; it is not forwarded to the client. */
+static void send_reply(struct worker *w, zmq_msg_t *ident, uint64_t received_us,
+                       struct handler_reply *rep, bool last)
 {
     zmq_msg_t m;
 
@@ -173,6 +188,7 @@ static void send_reply(struct worker *w, zmq_msg_t *ident, struct handler_reply 
         zmq_msg_init(&m);
     rep->buf = NULL;
     zmq_msg_send(ident, w->pair_worker, ZMQ_SNDMORE);
+    zmq_send(w->pair_worker, &received_us, sizeof received_us, ZMQ_SNDMORE);
     zmq_msg_send(&m, w->pair_worker, last ? 0 : ZMQ_SNDMORE);
 }
 
@@ -195,7 +211,7 @@ static void worker_round(struct worker *w, struct round *r)
     ctr_add(&w->ctr, CTR_ROUNDS, 1);
     for (size_t i = 0; i < r->n; i++)
         if (!r->replies[i].deferred)
-            send_reply(w, &r->ident[i], &r->replies[i], i == last);
+            send_reply(w, &r->ident[i], r->received_us[i], &r->replies[i], i == last);
     if (!handler_has_deferred(w->handler))
         return;
     /* Slow requests run after the round's replies are out, with the main thread told to send
@@ -207,7 +223,7 @@ static void worker_round(struct worker *w, struct round *r)
         struct handler_reply rep;
         if (handler_run_deferred(w->handler, &rep) != MXC_OK)
             memset(&rep, 0, sizeof rep);
-        send_reply(w, &r->ident[i], &rep, true);
+        send_reply(w, &r->ident[i], r->received_us[i], &rep, true);
     }
     atomic_store(&w->slow, false);
 }
@@ -245,9 +261,11 @@ static void *worker_main(void *arg)
     }
     if (rc < 0)
         log_msg(LOG_ERR, "WORKER", "index=%u error=\"%s\"", w->index, mxc_strerror(rc));
+    atomic_store(&w->alive, false);
     free(r.ident);
     free(r.payload);
     free(r.replies);
+    free(r.received_us);
     return NULL;
 }
 
@@ -311,8 +329,10 @@ static int start_workers(struct service *svc, char *err, size_t errlen)
         w->handler = handler_create(&svc->env, &w->ctr);
         if (!w->handler)
             goto fail;
+        atomic_store(&w->alive, true);
         int rc = pthread_create(&w->thread, NULL, worker_main, w);
         if (rc != 0) {
+            atomic_store(&w->alive, false);
             snprintf(err, errlen, "cannot start worker: %s", strerror(rc));
             return MXC_EIO;
         }
@@ -352,6 +372,8 @@ struct service *service_create(struct policy *pol, store *st, struct whitelist *
         return NULL;
     }
     pthread_mutex_init(&svc->cfg_lock, NULL);
+    counters_init(&svc->ctr);
+    atomic_init(&svc->running, false);
     svc->cfg = cfgref_new(pol);
     if (!svc->cfg) {
         policy_free(pol);
@@ -398,8 +420,10 @@ struct service *service_create(struct policy *pol, store *st, struct whitelist *
         return NULL;
     }
     svc->ctrsets[0] = &svc->ctr;
-    for (unsigned i = 0; i < svc->nworkers; i++)
+    for (unsigned i = 0; i < svc->nworkers; i++) {
+        counters_init(&svc->workers[i].ctr);
         svc->ctrsets[i + 1] = &svc->workers[i].ctr;
+    }
     svc->ctrsets[svc->nworkers + 1] = syncer_counters(svc->syncer);
     if (service_bind(svc, cfg, err, errlen) != MXC_OK || start_workers(svc, err, errlen) != MXC_OK) {
         service_destroy(svc);
@@ -565,7 +589,8 @@ static enum frame_kind recv_request(struct service *svc, zmq_msg_t *id, zmq_msg_
 /* send_to_client - sends (identity, body) on the ROUTER; both are consumed. A client that went
  * away (EHOSTUNREACH) or stopped reading (EAGAIN at the high-water mark) loses its reply: the
  * loop never blocks on one peer. */
-static void send_to_client(struct service *svc, zmq_msg_t *id, zmq_msg_t *body)
+static void send_to_client(struct service *svc, zmq_msg_t *id, zmq_msg_t *body,
+                           uint64_t received_us, enum ctr_req_kind kind)
 {
     if (zmq_msg_send(id, svc->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(id);
@@ -576,6 +601,12 @@ static void send_to_client(struct service *svc, zmq_msg_t *id, zmq_msg_t *body)
     if (zmq_msg_send(body, svc->router, ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(body);
         ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+        return;
+    }
+    if (kind != CTR_KIND_NONE) {
+        /* Performance: one clock read per reply; the read side stamps a whole batch with one. */
+        uint64_t now = service_mono_us(), d = now > received_us ? now - received_us : 0;
+        ctr_observe(kind == CTR_KIND_CHECK ? &svc->ctr.req_check : &svc->ctr.req_admin, d);
     }
 }
 
@@ -608,10 +639,10 @@ static int held_grow(struct service *svc)
  * that is the sync of generation gen has finished, or holds it until then: a reply sent earlier
  * might rest on a write that a crash could still undo. id and must_sync: see struct held. */
 void service_deliver(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body, uint64_t id,
-                    uint64_t gen, bool must_sync)
+                    uint64_t gen, bool must_sync, uint64_t received_us, enum ctr_req_kind kind)
 {
     if (gen <= svc->synced_gen) {
-        send_to_client(svc, ident, body);
+        send_to_client(svc, ident, body, received_us, kind);
         return;
     }
     if (svc->nheld == svc->held_cap && held_grow(svc) != MXC_OK) {
@@ -632,6 +663,8 @@ void service_deliver(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body, uin
     e->id = id;
     e->gen = gen;
     e->must_sync = must_sync;
+    e->received_us = received_us;
+    e->kind = kind;
     ctr_add(&svc->ctr, CTR_REPLIES_HELD, 1);
 }
 
@@ -655,7 +688,7 @@ static void release_held(struct service *svc, uint64_t gen, bool ok)
                 zmq_msg_init(&e->body);
         }
         if (zmq_msg_size(&e->body) > 0) {
-            send_to_client(svc, &e->ident, &e->body);
+            send_to_client(svc, &e->ident, &e->body, e->received_us, e->kind);
         } else {
             zmq_msg_close(&e->ident);
             zmq_msg_close(&e->body);
@@ -708,6 +741,7 @@ static void check_round(struct service *svc, size_t n)
         uint64_t wait = mine ? gen : svc->check_dep[i];
         reps[i].verify = NULL;
         if (v && v->park && !reps[i].buf) {
+            v->received_us = svc->read_us;
             service_verify_park(svc, id, reps[i].id, wait, v, now, wait_ms);
             continue;
         }
@@ -720,7 +754,7 @@ static void check_round(struct service *svc, size_t n)
             continue;
         }
         zmq_msg_init_data(&body, reps[i].buf, reps[i].len, service_free_reply, NULL);
-        service_deliver(svc, id, &body, reps[i].id, wait, wait != 0);
+        service_deliver(svc, id, &body, reps[i].id, wait, wait != 0, svc->read_us, CTR_KIND_CHECK);
     }
     service_cfgref_release(cfg);
 }
@@ -734,6 +768,8 @@ static void read_requests(struct service *svc)
     size_t n = 0, nchecks = 0, prev = SIZE_MAX;
     struct worker *w = NULL;
 
+    /* The batch is read within microseconds: one stamp serves all its requests. */
+    svc->read_us = service_mono_us();
     while (n < svc->max_batch) {
         zmq_msg_t *id = &svc->in_ident[n], *pl = &svc->in_payload[n];
         bool delim;
@@ -747,6 +783,7 @@ static void read_requests(struct service *svc)
                         "a request is one frame from a DEALER socket, without delimiter");
             zmq_msg_close(pl);
             ctr_add(&svc->ctr, CTR_BAD_FRAMES, 1);
+            ctr_request(&svc->ctr, 0, true);
             continue;
         }
         Mxcache__Request__BodyCase body = wire_peek_body(zmq_msg_data(pl), zmq_msg_size(pl));
@@ -757,6 +794,7 @@ static void read_requests(struct service *svc)
         /* The batch for the worker: each pair is sent once the next one shows it is not last. */
         if (prev != SIZE_MAX) {
             zmq_msg_send(&svc->in_ident[prev], w->pair_main, ZMQ_SNDMORE);
+            zmq_send(w->pair_main, &svc->read_us, sizeof svc->read_us, ZMQ_SNDMORE);
             zmq_msg_send(&svc->in_payload[prev], w->pair_main, ZMQ_SNDMORE);
         } else {
             w = least_busy(svc);
@@ -766,6 +804,7 @@ static void read_requests(struct service *svc)
     }
     if (prev != SIZE_MAX) {
         zmq_msg_send(&svc->in_ident[prev], w->pair_main, ZMQ_SNDMORE);
+        zmq_send(w->pair_main, &svc->read_us, sizeof svc->read_us, ZMQ_SNDMORE);
         zmq_msg_send(&svc->in_payload[prev], w->pair_main, 0);
     }
     if (nchecks > 0)
@@ -779,8 +818,12 @@ static void refuse_queued(struct service *svc)
     for (;;) {
         zmq_msg_t id, pl;
         bool delim;
-        if (recv_request(svc, &id, &pl, &delim) == FRAME_NONE)
+        enum frame_kind k = recv_request(svc, &id, &pl, &delim);
+        if (k == FRAME_NONE)
             return;
+        ctr_add(&svc->ctr, CTR_ERR_UNAVAILABLE, 1);
+        ctr_request(&svc->ctr, k == FRAME_OK ? ctr_req_type(wire_peek_body(zmq_msg_data(&pl), zmq_msg_size(&pl))) : 0,
+                    true);
         reply_error(svc, &id, delim, zmq_msg_data(&pl), zmq_msg_size(&pl),
                     MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE, "the service is shutting down");
         zmq_msg_close(&pl);
@@ -791,6 +834,7 @@ static void refuse_queued(struct service *svc)
 static void forward_replies(struct service *svc, struct worker *w)
 {
     zmq_msg_t id, rep;
+    uint64_t received_us;
 
     for (;;) {
         zmq_msg_init(&id);
@@ -798,6 +842,8 @@ static void forward_replies(struct service *svc, struct worker *w)
             zmq_msg_close(&id);
             return;
         }
+        received_us = 0;
+        zmq_recv(w->pair_main, &received_us, sizeof received_us, 0);
         zmq_msg_init(&rep);
         zmq_msg_recv(&rep, w->pair_main, 0);
         w->inflight--;
@@ -809,7 +855,7 @@ static void forward_replies(struct service *svc, struct worker *w)
         }
         /* A worker's own writes are synced before it replies, but what it read may be a
          * Check round's write still waiting for its sync. */
-        service_deliver(svc, &id, &rep, 0, svc->write_gen, false);
+        service_deliver(svc, &id, &rep, 0, svc->write_gen, false, received_us, CTR_KIND_ADMIN);
     }
 }
 
@@ -852,6 +898,7 @@ int service_run(struct service *svc, int sigfd,
     vitem->events = svc->verifier ? ZMQ_POLLIN : 0;
     if (!svc->verifier)
         nitems--;
+    atomic_store(&svc->running, true);
     for (;;) {
         long timeout = -1;
         if (draining) {
@@ -909,6 +956,7 @@ int service_run(struct service *svc, int sigfd,
             if (read(sigfd, &si, sizeof si) == (ssize_t)sizeof si && !draining &&
                 on_signal(arg, (int)si.ssi_signo) == SERVICE_STOP) {
                 draining = true;
+                atomic_store(&svc->running, false);
                 deadline = service_mono_ms() + svc->shutdown_timeout_ms;
                 /* Stop taking new requests; the ones already read are answered, a compaction
                  * among them cut short. */
@@ -918,9 +966,44 @@ int service_run(struct service *svc, int sigfd,
             }
         }
     }
+    atomic_store(&svc->running, false);
     free(items);
     /* A compaction in progress would hold its worker (and the join below) past the deadline. */
     store_cancel_compaction(svc->env.st);
     stop_workers(svc);
     return rc;
+}
+
+bool service_ready(struct service *svc, char *why, size_t whylen)
+{
+    if (!svc->env.st) {
+        snprintf(why, whylen, "the store is not open");
+        return false;
+    }
+    if (!atomic_load(&svc->running)) {
+        snprintf(why, whylen, "the request loop is not running (starting or stopping)");
+        return false;
+    }
+    for (unsigned i = 0; i < svc->nworkers; i++)
+        if (!atomic_load(&svc->workers[i].alive)) {
+            snprintf(why, whylen, "worker %u has stopped", i);
+            return false;
+        }
+    return true;
+}
+
+struct counters *const *service_counter_sets(const struct service *svc, size_t *n)
+{
+    *n = svc->nworkers + 2;
+    return svc->ctrsets;
+}
+
+const struct verifier *service_verifier(const struct service *svc)
+{
+    return svc->verifier;
+}
+
+store *service_store(const struct service *svc)
+{
+    return svc->env.st;
 }

@@ -20,14 +20,17 @@
 #ifndef MXCACHED_SERVICE_H
 #define MXCACHED_SERVICE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
+#include "counters.h"
 #include "policy.h"
 #include "store.h"
 #include "whitelist.h"
 
 struct service;
+struct verifier;
 
 /* service_create - binds every endpoint of pol->cfg->listen and starts the workers. Takes
  * ownership of pol, also on failure. st and wl are borrowed and must outlive the service.
@@ -51,6 +54,24 @@ void service_reload(struct service *svc, struct policy *pol);
 /* service_config - the current config (borrowed; valid until the next service_reload from the
  * caller's own thread). */
 const struct config *service_config(struct service *svc);
+
+/* The monitoring endpoint's view (metrics.c). These may be called from any thread while the
+ * service exists, and return only what is safe to read there. */
+
+/* service_ready - whether the service serves: the store open, the request loop running and not
+ * draining, every worker alive. Otherwise false with a one-line reason in why. */
+bool service_ready(struct service *svc, char *why, size_t whylen);
+
+/* service_counter_sets - the counter sets of every thread (*n of them): the main thread's, the
+ * workers', the sync thread's. Fixed for the service's life; sum them with counters_totals. */
+struct counters *const *service_counter_sets(const struct service *svc, size_t *n);
+
+/* service_verifier - the prober (NULL without verify.routes); other threads may only use its
+ * per-route figures (verifier_route_stats and friends). */
+const struct verifier *service_verifier(const struct service *svc);
+
+/* service_store - the store the service was created with (borrowed). */
+store *service_store(const struct service *svc);
 
 /* service_destroy - stops and joins the workers if service_run did not, closes the sockets.
  * NULL-safe. */

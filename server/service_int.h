@@ -37,6 +37,7 @@ struct worker {
     struct counters ctr;
     size_t inflight;   /* requests handed over and not yet answered (main thread only) */
     atomic_bool slow;  /* running a deferred request (compaction): send it nothing new */
+    atomic_bool alive; /* its thread runs (for /readyz) */
 };
 
 /* A reply waiting for a WAL sync: sent once the sync of generation gen has finished. A reply that
@@ -46,6 +47,8 @@ struct held {
     uint64_t id;
     uint64_t gen;
     bool must_sync;
+    uint64_t received_us;      /* when the request was read, for its duration */
+    enum ctr_req_kind kind;
 };
 
 struct service {
@@ -80,6 +83,8 @@ struct service {
     struct counters ctr; /* the main thread's */
     struct counters **ctrsets;
     zmq_msg_t *in_ident, *in_payload; /* read_requests' buffers, max_batch each */
+    uint64_t read_us;     /* when read_requests took the current batch (monotonic) */
+    atomic_bool running;  /* the request loop runs and is not draining (for /readyz) */
     pthread_mutex_t cfg_lock;
     struct cfgref *cfg;
     bool stopped;
@@ -89,16 +94,18 @@ struct service {
 struct cfgref *service_cfg_acquire(struct service *svc);
 void service_cfgref_release(struct cfgref *r);
 
-/* service_mono_ms - the monotonic clock in milliseconds. */
+/* service_mono_ms, service_mono_us - the monotonic clock in milliseconds, microseconds. */
 uint64_t service_mono_ms(void);
+uint64_t service_mono_us(void);
 
 /* service_free_reply - ZeroMQ's free function of a reply buffer (malloc'd). */
 void service_free_reply(void *data, void *hint);
 
 /* service_deliver - sends a reply (identity and body consumed) once the sync of generation gen
- * has finished, at once when it has; id and must_sync: see struct held. */
+ * has finished, at once when it has; id and must_sync: see struct held. When it leaves, the
+ * time since received_us goes into the request duration histogram of kind. */
 void service_deliver(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body, uint64_t id,
-                     uint64_t gen, bool must_sync);
+                     uint64_t gen, bool must_sync, uint64_t received_us, enum ctr_req_kind kind);
 
 /* ---- service_verify.c ---- */
 

@@ -83,7 +83,8 @@ static void answer_parked(struct service *svc, struct parked_entry *e, enum hand
     } else {
         uint64_t wait = e->dep_gen > gen ? e->dep_gen : gen;
         zmq_msg_init_data(&body, r.buf, r.len, service_free_reply, NULL);
-        service_deliver(svc, &e->ident, &body, e->id, wait, wait != 0);
+        service_deliver(svc, &e->ident, &body, e->id, wait, wait != 0, e->v->received_us,
+                        CTR_KIND_CHECK);
     }
     handler_verify_free(e->v);
 }
@@ -127,7 +128,7 @@ void service_verify_park(struct service *svc, zmq_msg_t *ident, uint64_t id, uin
  * inside the current round. Its reply into *out; false when it cannot be decided again. */
 static bool rerun_check(struct service *svc, const struct handler_verify *v, struct handler_reply *out)
 {
-    if (handler_request(svc->handler, v->request, v->request_len, out) != MXC_OK || !out->buf) {
+    if (handler_rerun(svc->handler, v->request, v->request_len, out) != MXC_OK || !out->buf) {
         handler_verify_free(out->verify);
         return false;
     }
@@ -190,7 +191,8 @@ void service_verify_results(struct service *svc)
             zmq_msg_t body;
             uint64_t wait = e[i].dep_gen > gen ? e[i].dep_gen : gen;
             zmq_msg_init_data(&body, reps[i].buf, reps[i].len, service_free_reply, NULL);
-            service_deliver(svc, &e[i].ident, &body, e[i].id, wait, wait != 0);
+            service_deliver(svc, &e[i].ident, &body, e[i].id, wait, wait != 0, e[i].v->received_us,
+                            CTR_KIND_CHECK);
             handler_verify_free(e[i].v);
         }
         if (!e || !reps || !rerun) { /* out of memory: the waiters time out at their clients */
@@ -253,6 +255,8 @@ void service_verify_expire(struct service *svc, uint64_t now)
             cfg = service_cfg_acquire(svc);
             handler_begin(svc->handler, cfg->pol);
         }
+        if (e.v->kind == HANDLER_VERIFY_CHECK)
+            ctr_add(&svc->ctr, CTR_VERIFY_TIMED_OUT, 1);
         answer_parked(svc, &e, HANDLER_VERIFY_PENDING, NULL, NULL, 0);
     }
     if (cfg)

@@ -83,8 +83,10 @@ static void *sync_main(void *arg)
         last = t0;
         int rc = store_sync_wal(s->st, err, sizeof err);
 
+        uint64_t took = mono_us() - t0;
         ctr_add(&s->ctr, CTR_WAL_SYNCS, 1);
-        ctr_add(&s->ctr, CTR_WAL_SYNC_USEC, mono_us() - t0);
+        ctr_add(&s->ctr, CTR_WAL_SYNC_USEC, took);
+        ctr_observe(&s->ctr.wal_sync, took);
         if (rc != MXC_OK) {
             ctr_add(&s->ctr, CTR_ERR_STORE, 1);
             log_msg(LOG_ERR, "STORE", "op=sync error=\"%s\"", err);
@@ -107,6 +109,7 @@ struct syncer *syncer_create(void *zctx, store *st, uint64_t interval_us, char *
         snprintf(err, errlen, "out of memory");
         return NULL;
     }
+    counters_init(&s->ctr);
     s->st = st;
     s->interval_us = interval_us;
     snprintf(ep, sizeof ep, "inproc://syncer-%p", (void *)s);

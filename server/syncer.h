@@ -41,7 +41,8 @@ int syncer_request(struct syncer *s, uint64_t gen);
  * writes up to it are durable. Returns 0, or MXC_EAGAIN when no result is waiting. */
 int syncer_result(struct syncer *s, uint64_t *gen, bool *ok);
 
-/* syncer_counters - the thread's counters (CTR_WAL_SYNCS, CTR_WAL_SYNC_USEC). */
+/* syncer_counters - the thread's counters (CTR_WAL_SYNCS, CTR_WAL_SYNC_USEC, the wal_sync
+ * histogram). */
 struct counters *syncer_counters(struct syncer *s);
 
 #endif

@@ -70,6 +70,7 @@ struct client {
 
 struct vroute {
     char name[VERIFIER_NAME_MAX + 1];
+    struct verifier_route_stats stats; /* read by other threads: atomics only */
     unsigned pps;         /* probes_per_second, 0: no limit */
     struct bucket rate;
     unsigned failures;    /* consecutive PROBE_FAILED */
@@ -115,6 +116,18 @@ struct verifier {
 };
 
 /* ---- small helpers ---- */
+
+/* bump - adds 1 to a figure other threads read; this thread is its only writer. */
+static void bump(_Atomic uint64_t *x)
+{
+    atomic_store_explicit(x, atomic_load_explicit(x, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
+static void set_open(struct vroute *r, bool open)
+{
+    r->open = open;
+    atomic_store_explicit(&r->stats.circuit_open, open ? 1u : 0u, memory_order_relaxed);
+}
 
 static uint64_t add_sat(uint64_t a, uint64_t b)
 {
@@ -315,6 +328,7 @@ static enum verifier_ask start(struct verifier *v, unsigned route, enum run_kind
         return VERIFIER_BUSY;
     }
     v->running++;
+    bump(&v->routes[route].stats.started);
     if (trial) {
         v->routes[route].trial_running = true;
         v->routes[route].trial_token = token_of(v, i);
@@ -335,7 +349,8 @@ static void circuit_result(struct verifier *v, unsigned route, const struct prob
     if (res->outcome != PROBE_FAILED) {
         r->failures = 0;
         if (r->open) {
-            r->open = r->trial_running = false;
+            set_open(r, false);
+            r->trial_running = false;
             v->st.circuits_open--;
             log_msg(LOG_NOTICE, "CIRCUIT", "route=%s state=closed backend=%s code=%u", r->name,
                     log_str(res->backend, esc, sizeof esc), res->reply.code);
@@ -353,7 +368,7 @@ static void circuit_result(struct verifier *v, unsigned route, const struct prob
         return;
     }
     if (++r->failures >= v->circuit_failures) {
-        r->open = true;
+        set_open(r, true);
         r->trial_running = false;
         r->open_until = add_sat(now, v->circuit_open_ms);
         v->st.circuits_open++;
@@ -596,6 +611,7 @@ struct verifier *verifier_create(const struct verifier_conf *c, char *err, size_
             if ((unsigned char)*p <= ' ' || (unsigned char)*p >= 0x7f || *p == '"')
                 *p = '?';
         r->pps = in->probes_per_second;
+        histo_init(&r->stats.duration, &histo_dialogue_ms);
         bucket_init(&r->rate, r->pps, VERIFIER_ROUTE_PERIOD_MS, 0);
         pr[i] = in->probe;
         for (size_t k = 0; k < in->ndomains; k++) {
@@ -787,6 +803,10 @@ int verifier_take(struct verifier *v, struct verifier_done *out, uint64_t now_ms
         }
         run = &v->runs[slot];
         v->running--;
+        struct verifier_route_stats *rs = &v->routes[run->route].stats;
+        if ((unsigned)out->result.outcome < 4)
+            bump(&rs->finished[out->result.outcome]);
+        histo_observe(&rs->duration, out->result.duration_ms);
         circuit_result(v, run->route, &out->result, now_ms);
         if (run->kind == RUN_ACCEPT_ALL) {
             acceptall_result(v, run, &out->result);
@@ -880,6 +900,21 @@ bool verifier_is_accept_all(const struct verifier *v, const char *domain)
 {
     const struct vdomain *d = domain_find(v, domain);
     return d && d->accept_all;
+}
+
+size_t verifier_nroutes(const struct verifier *v)
+{
+    return v->nroutes;
+}
+
+const char *verifier_route_name(const struct verifier *v, size_t route)
+{
+    return v->routes[route].name;
+}
+
+const struct verifier_route_stats *verifier_route_stats(const struct verifier *v, size_t route)
+{
+    return &v->routes[route].stats;
 }
 
 void verifier_stats(const struct verifier *v, struct verifier_stats *out)

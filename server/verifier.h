@@ -29,14 +29,19 @@
  * more), and the configured domains. Time is the caller's monotonic now_ms everywhere, so the
  * limits can be driven by tests; only the probe engine's own timeouts read the clock.
  *
- * Thread-safety: one thread (the caller of verifier_create) uses it. */
+ * Thread-safety: one thread (the caller of verifier_create) uses it, except the per-route
+ * figures (verifier_nroutes, verifier_route_name, verifier_route_stats), which any thread may read
+ * while the verifier exists: that thread writes them with relaxed atomics (the route's probes
+ * started and finished, their durations, its circuit), the monitoring endpoint reads them. */
 #ifndef MXCACHED_VERIFIER_H
 #define MXCACHED_VERIFIER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "histo.h"
 #include "probe.h"
 
 #define VERIFIER_ADDR_MAX 256        /* a canonical address with its NUL */
@@ -104,6 +109,15 @@ struct verifier_stats {
     struct probe_stats probe;
 };
 
+/* One route's probes, every kind (Checks', refreshes, operators', accept-all), written by the
+ * verifier's thread only. */
+struct verifier_route_stats {
+    _Atomic uint64_t started;        /* submitted to the engine */
+    _Atomic uint64_t finished[4];    /* results taken, by enum probe_outcome */
+    _Atomic unsigned circuit_open;   /* 1 while the route's circuit is open */
+    struct histo duration;           /* submit to result, milliseconds (histo_dialogue_ms) */
+};
+
 struct verifier;
 
 /* verifier_create - starts the probe engine for the routes. NULL with a message in err. */
@@ -163,5 +177,12 @@ bool verifier_check_accept_all(struct verifier *v, unsigned route, const char *d
 bool verifier_is_accept_all(const struct verifier *v, const char *domain);
 
 void verifier_stats(const struct verifier *v, struct verifier_stats *out);
+
+/* verifier_nroutes, verifier_route_name, verifier_route_stats - the routes (in the order of the
+ * conf), each route's name (its probe.name, made one printable word, or "routeN") and figures.
+ * Any thread (see above); route < verifier_nroutes. */
+size_t verifier_nroutes(const struct verifier *v);
+const char *verifier_route_name(const struct verifier *v, size_t route);
+const struct verifier_route_stats *verifier_route_stats(const struct verifier *v, size_t route);
 
 #endif

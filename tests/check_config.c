@@ -119,6 +119,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->list_page_size, 100);
     ck_assert_int_eq(c->list_page_max, 1000);
     ck_assert_int_eq(c->flush_batch, 10000);
+    ck_assert_str_eq(c->metrics_listen, "127.0.0.1:10042");
     ck_assert(c->greylist_enabled);
     ck_assert_uint_eq(c->greylist_delay, 300000);
     ck_assert_uint_eq(c->greylist_retry_window, 2 * 86400000ull);
@@ -222,6 +223,9 @@ START_TEST(test_overrides)
         "  list_page_size = 1000;\n"            /* == list_page_max is fine */
         "  list_page_max = 1000;\n"
         "  flush_batch = 1;\n"
+        "};\n"
+        "metrics = {\n"
+        "  listen = \"[::1]:9100\";\n"
         "};\n";
     struct config_errors errs = {0};
     char path[PATH_MAX];
@@ -270,8 +274,25 @@ START_TEST(test_overrides)
     ck_assert(!c->greylist_header);
     ck_assert(c->greylist_hash_keys);
     ck_assert_str_eq(c->greylist_key_file, "/etc/mxcache/greylist.key");
+    ck_assert_str_eq(c->metrics_listen, "[::1]:9100");
     config_free(c);
     config_errors_fini(&errs);
+
+    /* "" turns the endpoint off; port 0 (any free port) is an address too */
+    static const char *const good[] = {"", "0.0.0.0:0", "127.0.0.1:10042", "[::]:9100"};
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        char t[128], name[64];
+        snprintf(t, sizeof t, "metrics = { listen = \"%s\"; };\n", good[i]);
+        snprintf(name, sizeof name, "metrics%zu.conf", i);
+        struct config_errors e = {0};
+        c = load_text(name, t, &e, path, sizeof path);
+        if (!c)
+            dump_errors(&e);
+        ck_assert_ptr_nonnull(c);
+        ck_assert_str_eq(c->metrics_listen, good[i]);
+        config_free(c);
+        config_errors_fini(&e);
+    }
 }
 END_TEST
 
@@ -388,7 +409,15 @@ static const struct bad_case {
     {"duplicate setting", "server = {\n  workers = 4;\n  workers = 5;\n};\n", 3,
      "duplicate setting name"},
     {"unknown group", "# comment\n\nsrever = {\n  workers = 4;\n};\n", 3,
-     "unknown group srever (groups: server, log, store, policy, greylist, whitelist, verify, admin)"},
+     "unknown group srever (groups: server, log, store, policy, greylist, whitelist, verify, admin, metrics)"},
+    {"metrics address without port", "log = {};\nmetrics = {\n  listen = \"127.0.0.1\";\n};\n", 3,
+     "metrics.listen: bad address \"127.0.0.1\": "},
+    {"metrics address as a host name", "metrics = {\n  listen = \"localhost:10042\";\n};\n", 2,
+     "metrics.listen: bad address \"localhost:10042\": "},
+    {"metrics port out of range", "metrics = { listen = \"[::1]:70000\"; };\n", 1,
+     "metrics.listen: bad address \"[::1]:70000\": "},
+    {"metrics address as a number", "metrics = { listen = 10042; };\n", 1,
+     "metrics.listen: wrong type"},
     {"unknown setting", "server = {\n  workers = 4;\n  wrokers = 5;\n};\n", 3,
      "server.wrokers: unknown setting (settings of server: listen, workers,"},
     {"nested group", "store = {\n  rocksdb = {\n    x = 1;\n  };\n};\n", 2,

@@ -1,6 +1,7 @@
 /* check_policy - unit tests of mxcache-policy's pure modules, without sockets: the policy
  * protocol parser and answer renderer (client/policy_proto.c), and the settings loader and listen
- * address parser (client/policy_conf.c).
+ * address parser (client/policy_conf.c), and the rendering of the monitoring figures and the
+ * readiness verdict (client/policy_metrics.c).
  *
  * The parser table is run three ways for every row: the whole input in one feed, split in two at
  * every byte boundary, and one byte per feed; each way must give exactly the expected summary
@@ -8,6 +9,7 @@
  * over-long lines and requests, too many attributes, lines without '=', NUL and other binary
  * bytes, a CR inside a line, a request cut off by EOF. */
 #include <check.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,9 @@
 
 #include "mxc_err.h"
 #include "policy_conf.h"
+#include "policy_metrics.h"
 #include "policy_proto.h"
+#include "prom.h"
 
 #define DEF_LINE 2048
 #define DEF_REQUEST 16384
@@ -551,13 +555,16 @@ START_TEST(test_conf_defaults_and_overrides)
     ck_assert_int_eq(d->max_attributes, 100);
     ck_assert_int_eq(d->unix_mode, 0660);
     ck_assert_str_eq(d->mx_name, "");
+    ck_assert_uint_eq(d->ping_interval, 5000);
+    ck_assert_str_eq(d->metrics_listen, "127.0.0.1:10043");
 
     struct policy_conf *c = load_text(
         "server: { listen = [\"inet:127.0.0.1:1\", \"unix:/tmp/x.sock\"]; unix_mode = \"0666\";\n"
         "  max_line = \"1K\"; idle_timeout = 60; };\n"
         "service: { endpoints = [\"ipc:///tmp/a\", \"tcp://10.0.0.1:10041\", \"tcp://[::1]:10041\"];\n"
         "  timeout = \"1500ms\";\n"
-        "  fallback = \"dunno\"; states = [\"rcpt\", \"Data\"]; mx_name = \"mx01\"; };\n"
+        "  fallback = \"dunno\"; states = [\"rcpt\", \"Data\"]; mx_name = \"mx01\"; ping_interval = 0; };\n"
+        "metrics: { listen = \"[::1]:9100\"; };\n"
         "log: { level = \"debug\"; target = \"stderr\"; };\n",
         errs, sizeof errs);
     ck_assert_msg(c != NULL, "%s", errs);
@@ -571,6 +578,8 @@ START_TEST(test_conf_defaults_and_overrides)
     ck_assert_str_eq(c->states.items[0], "RCPT");
     ck_assert_str_eq(c->states.items[1], "DATA");
     ck_assert_str_eq(c->mx_name, "mx01");
+    ck_assert_uint_eq(c->ping_interval, 0);
+    ck_assert_str_eq(c->metrics_listen, "[::1]:9100");
 
     /* --print-config output loads back to the same values. */
     char path[128];
@@ -585,6 +594,8 @@ START_TEST(test_conf_defaults_and_overrides)
     ck_assert_int_eq(back->unix_mode, 0666);
     ck_assert_uint_eq(back->max_line, 1024);
     ck_assert_str_eq(back->endpoints.items[1], "tcp://10.0.0.1:10041");
+    ck_assert_uint_eq(back->ping_interval, 0);
+    ck_assert_str_eq(back->metrics_listen, "[::1]:9100");
     policy_conf_free(back);
     policy_conf_errors_fini(&e);
     policy_conf_free(c);
@@ -619,6 +630,12 @@ static const struct erow erows[] = {
     {"server: {\n max_line = \"8K\";\n max_request = \"4K\";\n};\n", "p.conf:2: server.max_line: server.max_line (8192) is larger"},
     {"server: { max_line = 2048 \n", "p.conf:2: syntax error"},
     {"log: { level = 3; };\n", "log.level: wrong type"},
+    {"service: { ping_interval = \"2h\"; };\n", "p.conf:1: service.ping_interval: 2h is out of range"},
+    {"metrics: {\n listen = \"localhost:10043\";\n};\n", "p.conf:2: metrics.listen: bad address \"localhost:10043\""},
+    {"metrics: { listen = \"127.0.0.1\"; };\n", "p.conf:1: metrics.listen: bad address"},
+    {"metrics: { listen = \"127.0.0.1:65536\"; };\n", "p.conf:1: metrics.listen: bad address"},
+    {"metrics: { listen = \"::1:80\"; };\n", "p.conf:1: metrics.listen: bad address"},
+    {"metrics: { listen = 10043; };\n", "p.conf:1: metrics.listen: wrong type"},
 };
 
 START_TEST(test_conf_errors)
@@ -650,6 +667,94 @@ START_TEST(test_conf_reports_every_error)
 }
 END_TEST
 
+/* ---- monitoring ---- */
+
+/* has_line - whether text holds line as a whole line. */
+static bool has_line(const char *text, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = strstr(text, line); p; p = strstr(p + 1, line))
+        if ((p == text || p[-1] == '\n') && (p[n] == '\n' || p[n] == '\0'))
+            return true;
+    return false;
+}
+
+START_TEST(test_metrics_render)
+{
+    struct policy_metrics m;
+    struct prom_buf b;
+
+    policy_metrics_init(&m);
+    pm_inc(&m.connections);
+    pm_inc(&m.connections);
+    pm_add_i64(&m.open, 2);
+    pm_add_i64(&m.open, -1);
+    pm_inc(&m.answers[PM_ANSWER_SERVICE]);
+    pm_inc(&m.answers[PM_ANSWER_FALLBACK]);
+    pm_inc(&m.fallbacks[PM_FB_UNREACHABLE]);
+    pm_inc(&m.oversized);
+    pm_set(&m.service_up, 1);
+    histo_observe(&m.latency, 1500);  /* 1.5 ms */
+    histo_observe(&m.latency, 20000); /* 20 ms */
+    prom_init(&b);
+    policy_metrics_render(&m, &b);
+    ck_assert(!b.failed);
+    static const char *const want[] = {
+        "# TYPE mxcache_policy_connections_total counter",
+        "mxcache_policy_connections_total 2",
+        "mxcache_policy_connections_open 1",
+        "mxcache_policy_connections_refused_total 0",
+        "mxcache_policy_connections_timed_out_total 0",
+        "mxcache_policy_requests_total{answer=\"service\"} 1",
+        "mxcache_policy_requests_total{answer=\"local\"} 0",
+        "mxcache_policy_requests_total{answer=\"fallback\"} 1",
+        "mxcache_policy_fallback_answers_total{reason=\"timeout\"} 0",
+        "mxcache_policy_fallback_answers_total{reason=\"unreachable\"} 1",
+        "mxcache_policy_fallback_answers_total{reason=\"error\"} 0",
+        "mxcache_policy_fallback_answers_total{reason=\"overload\"} 0",
+        "mxcache_policy_fallback_answers_total{reason=\"send_failed\"} 0",
+        "mxcache_policy_requests_malformed_total 0",
+        "mxcache_policy_requests_oversized_total 1",
+        "# TYPE mxcache_policy_request_duration_seconds histogram",
+        "mxcache_policy_request_duration_seconds_count 2",
+        "mxcache_policy_request_duration_seconds_bucket{le=\"+Inf\"} 2",
+        "mxcache_policy_service_pings_total 0",
+        "mxcache_policy_service_up 1",
+        "# TYPE mxcache_policy_build_info gauge",
+        "mxcache_policy_build_info{version=\"" MXCACHE_VERSION "\"} 1",
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+        ck_assert_msg(has_line(b.data, want[i]), "no line \"%s\" in:\n%s", want[i], b.data);
+    prom_fini(&b);
+}
+END_TEST
+
+START_TEST(test_metrics_ready)
+{
+    struct policy_metrics m;
+    char why[128];
+
+    policy_metrics_init(&m);
+    ck_assert(!policy_metrics_ready(&m, why, sizeof why));
+    ck_assert_str_eq(why, "not listening: stopping");
+    pm_set(&m.listening, 1);
+    ck_assert(!policy_metrics_ready(&m, why, sizeof why));
+    ck_assert_str_eq(why, "service unreachable: no answer yet");
+    pm_set(&m.down_cause, PM_DOWN_UNREACHABLE);
+    ck_assert(!policy_metrics_ready(&m, why, sizeof why));
+    ck_assert_str_eq(why, "service unreachable: no connection to any endpoint");
+    pm_set(&m.down_cause, PM_DOWN_TIMEOUT);
+    ck_assert(!policy_metrics_ready(&m, why, sizeof why));
+    ck_assert_str_eq(why, "service unreachable: no answer within service.timeout");
+    pm_set(&m.service_up, 1);
+    pm_set(&m.down_cause, PM_DOWN_NONE);
+    ck_assert(policy_metrics_ready(&m, why, sizeof why));
+    ck_assert_str_eq(policy_fallback_reason_name(PM_FB_OVERLOAD), "overload");
+    ck_assert_str_eq(policy_fallback_reason_name((enum policy_fallback_reason)99), "?");
+    ck_assert_str_eq(policy_answer_name(PM_ANSWER_LOCAL), "local");
+}
+END_TEST
+
 int main(void)
 {
     char cmd[128];
@@ -677,6 +782,10 @@ int main(void)
     tcase_add_loop_test(tc, test_conf_errors, 0, (int)(sizeof erows / sizeof erows[0]));
     tcase_add_test(tc, test_conf_reports_every_error);
     suite_add_tcase(s, tc);
+    TCase *tm = tcase_create("metrics");
+    tcase_add_test(tm, test_metrics_render);
+    tcase_add_test(tm, test_metrics_ready);
+    suite_add_tcase(s, tm);
 
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -9,7 +9,9 @@
  * answered in order, bad input closing only its own connection, the fallback while mxcached is
  * down and the answers coming back after its restart, idle and max_connections limits, SIGTERM
  * answering what is in flight, --stdio, and --check-config. Every process is started by fork+exec
- * and stopped by its PID; every wait is bounded; timing assertions are one-sided with slack. */
+ * and stopped by its PID; every wait is bounded; timing assertions are one-sided with slack.
+ * Both daemons run with their metrics endpoints off (metrics.listen = ""), so that tests running
+ * in parallel do not collide on the default ports; tests/metrics/ covers the endpoints. */
 #include <check.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -140,24 +142,30 @@ static int count_of(const char *hay, const char *needle)
 
 /* ---- mxcached ---- */
 
-/* mxcached_has_greylist - whether this mxcached knows greylist.enabled (to switch it off, so the
- * configured default answer is what the hook gets). */
-static bool mxcached_has_greylist(void)
+/* mxcached_knows - whether this mxcached's --print-config has group (a "GROUP = {" line) and, with
+ * setting set, that setting in it: to switch greylisting off (so the configured default answer is
+ * what the hook gets) and the metrics endpoint off, where the build has them. */
+static bool mxcached_knows(const char *group, const char *setting)
 {
-    char cmd[600], line[512];
+    char cmd[600], line[512], head[80], needle[80];
     bool found = false;
 
     snprintf(cmd, sizeof cmd, "'%s' --print-config 2>/dev/null", env("MXCACHED"));
     FILE *p = popen(cmd, "r");
     ck_assert_ptr_nonnull(p);
     bool in_group = false;
+    snprintf(head, sizeof head, "%s = {", group);
+    snprintf(needle, sizeof needle, " %s = ", setting ? setting : "");
     while (fgets(line, sizeof line, p)) {
-        if (strncmp(line, "greylist = {", 12) == 0)
+        if (strncmp(line, head, strlen(head)) == 0) {
             in_group = true;
-        else if (line[0] == '}')
+            if (!setting)
+                found = true;
+        } else if (line[0] == '}') {
             in_group = false;
-        else if (in_group && strstr(line, " enabled = "))
+        } else if (in_group && setting && strstr(line, needle)) {
             found = true;
+        }
     }
     pclose(p);
     return found;
@@ -174,8 +182,10 @@ static void write_mx_config(void)
             "policy: { default_action = \"defer\"; default_code = 450; default_status = \"4.7.1\";"
             " default_text = \"test\"; };\n",
             ipc_ep, dir);
-    if (mxcached_has_greylist())
+    if (mxcached_knows("greylist", "enabled"))
         fprintf(f, "greylist: { enabled = false; };\n");
+    if (mxcached_knows("metrics", "listen"))
+        fprintf(f, "metrics: { listen = \"\"; };\n");
     fclose(f);
 }
 
@@ -240,6 +250,7 @@ static void write_policy_config(const char *server_extra, const char *service_ex
             " shutdown_timeout = \"5s\"; %s };\n"
             "service: { endpoints = [\"%s\"]; timeout = \"%s\";"
             " mx_name = \"mx-test\"; %s };\n"
+            "metrics: { listen = \"\"; };\n"
             "log: { target = \"stderr\"; level = \"debug\"; };\n",
             pol_port, pol_sock, server_extra ? server_extra : "", ipc_ep, svc_timeout,
             service_extra ? service_extra : "");
@@ -857,7 +868,8 @@ START_TEST(test_check_and_print_config)
     snprintf(bad, sizeof bad, "%s/bad.conf", dir);
     FILE *f = fopen(bad, "w");
     ck_assert_ptr_nonnull(f);
-    fprintf(f, "server: {\n  listen = [\"nowhere\"];\n};\nservice: {\n  timeout = \"1h\";\n  bogus = 1;\n};\n");
+    fprintf(f, "server: {\n  listen = [\"nowhere\"];\n};\nservice: {\n  timeout = \"1h\";\n  bogus = 1;\n};\n"
+               "metrics: {\n  listen = \"localhost:10043\";\n};\n");
     fclose(f);
     snprintf(cmd, sizeof cmd, "'%s' --check-config --config '%s' 2>&1; echo exit=$?", bin, bad);
     const char *out = run_out(cmd);
@@ -867,6 +879,8 @@ START_TEST(test_check_and_print_config)
     snprintf(want, sizeof want, "%s:5: service.timeout", bad);
     ck_assert_msg(strstr(out, want), "%s", out);
     snprintf(want, sizeof want, "%s:6: service.bogus", bad);
+    ck_assert_msg(strstr(out, want), "%s", out);
+    snprintf(want, sizeof want, "%s:9: metrics.listen: bad address", bad);
     ck_assert_msg(strstr(out, want), "%s", out);
 
     /* --print-config shows the effective values, and the overrides' defaults. */
@@ -878,7 +892,9 @@ START_TEST(test_check_and_print_config)
     snprintf(cmd, sizeof cmd, "'%s' --print-config 2>&1", bin);
     out = run_out(cmd);
     ck_assert_msg(strstr(out, "listen = [ \"inet:127.0.0.1:10040\" ];") &&
-                      strstr(out, "endpoints = [ \"tcp://127.0.0.1:10041\" ];"),
+                      strstr(out, "endpoints = [ \"tcp://127.0.0.1:10041\" ];") &&
+                      strstr(out, "metrics = {\n") && strstr(out, "  listen = \"127.0.0.1:10043\";") &&
+                      strstr(out, "  ping_interval = \"5s\";"),
                   "%s", out);
 
     /* The example file in deploy/ is valid and shows every setting with its default. */

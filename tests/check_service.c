@@ -55,7 +55,8 @@ static void write_verify_config(const char *store_extra, const char *policy_extr
             "log: { target = \"stderr\"; level = \"info\"; };\n"
             "policy: { %s };\n"
             "greylist: { %s };\n"
-            "verify: { %s };\n",
+            "verify: { %s };\n"
+            "metrics: { listen = \"\"; };\n", /* tests run in parallel: not on the default port */
             ipc_ep, dir, store_extra ? store_extra : "", policy_extra ? policy_extra : "",
             greylist_extra ? greylist_extra : "", verify_extra ? verify_extra : "");
     fclose(f);

@@ -91,6 +91,7 @@ server: { listen = ["$EP"]; workers = 1; };
 store: { path = "$TMP/db"; sync = true; };
 log: { target = "stderr"; level = "warning"; };
 admin: { list_page_size = 2; list_page_max = 2; flush_batch = 2; };
+metrics: { listen = ""; };
 ${1:-}
 EOF
     "$MXCACHED" --config "$TMP/mxcached.conf" --foreground 2>>"$TMP/mxcached.log" &

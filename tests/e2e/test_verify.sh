@@ -25,6 +25,7 @@ server: { listen = ["ipc://$E2E_DIR/mxcached.sock"]; workers = 2; };
 store: { path = "$E2E_DIR/db"; };
 log: { target = "stderr"; level = "info"; };
 greylist: { enabled = false; };
+metrics: { listen = ""; };
 verify: {
   routes = ( { domains = [ "example.test" ]; hosts = [ "127.0.0.1:$BACKEND" ];
                helo = "mxcached.test"; session_idle = "1s"; } );
@@ -38,6 +39,7 @@ for n in 1 2; do
 server: { listen = ["inet:127.0.0.1:${!port_var}"]; };
 service: { endpoints = ["ipc://$E2E_DIR/mxcached.sock"]; mx_name = "mx$n.test"; };
 log: { target = "stderr"; level = "info"; };
+metrics: { listen = ""; };
 CF
     e2e_bg policy$n "$POLICY" --config "$E2E_DIR/policy$n.conf" --foreground
     e2e_wait_port "${!port_var}"

@@ -170,10 +170,11 @@ PIDS+=($!); NAMES+=(postgrey)
 PG_PID=$!
 
 cat >"$TMP/mxcached.conf" <<EOF
-# compare.sh: the defaults but for where it listens, stores and logs$([ "$DELAY" -eq 300 ] || echo ", and the delay")
+# compare.sh: the defaults but for where it listens (no metrics endpoint), stores and logs$([ "$DELAY" -eq 300 ] || echo ", and the delay")
 server = { listen = [ "ipc://$TMP/mxcached.sock" ]; };
 store = { path = "$TMP/mxcached-db"; };
 log = { level = "notice"; target = "stderr"; };
+metrics = { listen = ""; };
 greylist = { delay = "${DELAY}s"; };
 EOF
 (cd "$TMP" && exec "$MXCACHED" --config "$TMP/mxcached.conf" --foreground) >"$TMP/mxcached.log" 2>&1 &
@@ -184,6 +185,7 @@ cat >"$TMP/mxcache-policy.conf" <<EOF
 server = { listen = [ "inet:127.0.0.1:$MP_PORT" ]; };
 service = { endpoints = [ "ipc://$TMP/mxcached.sock" ]; };
 log = { level = "notice"; target = "stderr"; };
+metrics = { listen = ""; };
 EOF
 (cd "$TMP" && exec "$POLICY" --config "$TMP/mxcache-policy.conf" --foreground) >"$TMP/mxcache-policy.log" 2>&1 &
 PIDS+=($!); NAMES+=(mxcache-policy)

@@ -124,11 +124,12 @@ done
 SMTP_PORT=$(cat "$TMP/smtpd.port")
 
 cat >"$TMP/mxcached.conf" <<EOF
-# verify.sh: the defaults but for where it listens, stores and logs, greylisting off, and one
+# verify.sh: the defaults but for where it listens (no metrics endpoint), stores and logs, greylisting off, and one
 # route without limits to the local test backend.
 server = { listen = [ "ipc://$TMP/mxcached.sock" ]; };
 store = { path = "$TMP/mxcached-db"; };
 log = { level = "notice"; target = "stderr"; };
+metrics = { listen = ""; };
 greylist = { enabled = false; };
 verify = {
   client_probes_per_minute = 0;
