@@ -157,42 +157,40 @@ static void render_verify(struct prom_buf *b, const struct counters_totals *t, c
            "Cached positive answers found due for a background refresh.", t->v[CTR_VERIFY_REFRESHES]);
 
     size_t nroutes = v ? verifier_nroutes(v) : 0;
-    /* Robustness: without routes these families have no sample; their headers are left out
-     * too, so that a scrape never carries an empty family. */
-    if (nroutes > 0) {
-        prom_family(b, "mxcache_probes_started_total", "counter",
-                    "SMTP probes started, by route (its first domain): Checks', refreshes, "
-                    "operators' and accept-all probes.");
-        for (size_t r = 0; r < nroutes; r++) {
-            struct prom_label l = {"route", verifier_route_name(v, r)};
-            prom_u64(b, "mxcache_probes_started_total", &l, 1,
-                     atomic_load_explicit(&verifier_route_stats(v, r)->started, memory_order_relaxed));
+    /* Without routes these families carry their headers and no sample, so that the alert
+     * rules and dashboards that name them find them on every service. */
+    prom_family(b, "mxcache_probes_started_total", "counter",
+                "SMTP probes started, by route (its first domain): Checks', refreshes, "
+                "operators' and accept-all probes.");
+    for (size_t r = 0; r < nroutes; r++) {
+        struct prom_label l = {"route", verifier_route_name(v, r)};
+        prom_u64(b, "mxcache_probes_started_total", &l, 1,
+                 atomic_load_explicit(&verifier_route_stats(v, r)->started, memory_order_relaxed));
+    }
+    prom_family(b, "mxcache_probes_finished_total", "counter",
+                "SMTP probes finished, by route and result (accepted: 2xx to RCPT, rejected: "
+                "5xx, tempfail: 4xx, failed: no answer to RCPT).");
+    for (size_t r = 0; r < nroutes; r++)
+        for (int o = 0; o < 4; o++) {
+            struct prom_label l[] = {{"route", verifier_route_name(v, r)}, {"result", probe_results[o]}};
+            prom_u64(b, "mxcache_probes_finished_total", l, 2,
+                     atomic_load_explicit(&verifier_route_stats(v, r)->finished[o], memory_order_relaxed));
         }
-        prom_family(b, "mxcache_probes_finished_total", "counter",
-                    "SMTP probes finished, by route and result (accepted: 2xx to RCPT, rejected: "
-                    "5xx, tempfail: 4xx, failed: no answer to RCPT).");
-        for (size_t r = 0; r < nroutes; r++)
-            for (int o = 0; o < 4; o++) {
-                struct prom_label l[] = {{"route", verifier_route_name(v, r)}, {"result", probe_results[o]}};
-                prom_u64(b, "mxcache_probes_finished_total", l, 2,
-                         atomic_load_explicit(&verifier_route_stats(v, r)->finished[o], memory_order_relaxed));
-            }
-        prom_family(b, "mxcache_probe_duration_seconds", "histogram",
-                    "SMTP probes from start to result, by route.");
-        for (size_t r = 0; r < nroutes; r++) {
-            struct histo_snapshot s;
-            struct prom_label l = {"route", verifier_route_name(v, r)};
-            histo_snapshot_init(&s, &histo_dialogue_ms);
-            histo_snapshot_add(&s, &verifier_route_stats(v, r)->duration);
-            prom_histogram(b, "mxcache_probe_duration_seconds", &l, 1, &s);
-        }
-        prom_family(b, "mxcache_verify_circuit_open", "gauge",
-                    "1 while the route's circuit breaker is open (its backends get no probes).");
-        for (size_t r = 0; r < nroutes; r++) {
-            struct prom_label l = {"route", verifier_route_name(v, r)};
-            prom_u64(b, "mxcache_verify_circuit_open", &l, 1,
-                     atomic_load_explicit(&verifier_route_stats(v, r)->circuit_open, memory_order_relaxed));
-        }
+    prom_family(b, "mxcache_probe_duration_seconds", "histogram",
+                "SMTP probes from start to result, by route.");
+    for (size_t r = 0; r < nroutes; r++) {
+        struct histo_snapshot s;
+        struct prom_label l = {"route", verifier_route_name(v, r)};
+        histo_snapshot_init(&s, &histo_dialogue_ms);
+        histo_snapshot_add(&s, &verifier_route_stats(v, r)->duration);
+        prom_histogram(b, "mxcache_probe_duration_seconds", &l, 1, &s);
+    }
+    prom_family(b, "mxcache_verify_circuit_open", "gauge",
+                "1 while the route's circuit breaker is open (its backends get no probes).");
+    for (size_t r = 0; r < nroutes; r++) {
+        struct prom_label l = {"route", verifier_route_name(v, r)};
+        prom_u64(b, "mxcache_verify_circuit_open", &l, 1,
+                 atomic_load_explicit(&verifier_route_stats(v, r)->circuit_open, memory_order_relaxed));
     }
     single(b, "mxcache_probes_in_flight", "gauge", "SMTP probes started and not finished.",
            t->v[CTR_GAUGE_PROBES_RUNNING]);

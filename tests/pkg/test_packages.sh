@@ -217,57 +217,32 @@ for u in mxcached mxcache-policy; do
 done
 
 # ---- run the installed daemons as mxcache
-# mxcache-policy runs with the installed example config as it is, unless one of its ports is
-# taken (a developer's running instance): then a copy in which only the ports differ. mxcached
-# runs with a copy of its installed config that differs in one verification route (example.test
-# to a backend port where nothing listens): the per-route metric families (probes, circuits)
-# exist only for configured routes, and the dashboard and rules use them. Plus the ports, if taken.
+# Both run with their installed example configs as they are, unless one of the default ports is
+# taken (a developer's running instance): then with copies in which only the ports differ.
 say "starting the installed mxcached and mxcache-policy as user mxcache"
 P_POLICY=10040 P_SVC=10041 P_MSVC=10042 P_MPOL=10043
 busy=""
 for port in 10040 10041 10042 10043; do
     (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && busy="$busy $port"
 done
-TAKEN=" "
-free_port() { # free_port VAR - a port on 127.0.0.1 nobody listens on, not handed out before
-    local p
-    for _ in $(seq 1 100); do
-        p=$((20000 + RANDOM % 20000))
-        case "$TAKEN" in *" $p "*) continue ;; esac
-        if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then
-            TAKEN="$TAKEN$p "
-            printf -v "$1" '%s' "$p"
-            return 0
-        fi
-    done
-    fatal "no free port"
-}
+. "$(dirname "$0")/../e2e/lib.sh" # e2e_free_port
+CONF_D=/etc/mxcache/mxcached.conf CONF_P=/etc/mxcache/mxcache-policy.conf
 if [ -n "$busy" ]; then
-    free_port P_POLICY; free_port P_SVC; free_port P_MSVC; free_port P_MPOL
+    e2e_free_port P_POLICY; e2e_free_port P_SVC; e2e_free_port P_MSVC; e2e_free_port P_MPOL
     say "  in use:$busy; the configs get other ports ($P_POLICY $P_SVC $P_MSVC $P_MPOL)"
+    mkdir -p "$TMP/etc" && chmod 755 "$TMP/etc"
+    for f in mxcached mxcache-policy; do
+        sed -e "s/127\.0\.0\.1:10040/127.0.0.1:$P_POLICY/g" -e "s/127\.0\.0\.1:10041/127.0.0.1:$P_SVC/g" \
+            -e "s/127\.0\.0\.1:10042/127.0.0.1:$P_MSVC/g" -e "s/127\.0\.0\.1:10043/127.0.0.1:$P_MPOL/g" \
+            "/etc/mxcache/$f.conf" >"$TMP/etc/$f.conf"
+    done
+    chmod 644 "$TMP"/etc/*.conf
+    CONF_D=$TMP/etc/mxcached.conf CONF_P=$TMP/etc/mxcache-policy.conf
 fi
-free_port P_BACKEND
-mkdir -p "$TMP/etc" && chmod 755 "$TMP/etc"
-ports() { # ports FILE - FILE with the default ports replaced by this run's
-    sed -e "s/127\.0\.0\.1:10040/127.0.0.1:$P_POLICY/g" -e "s/127\.0\.0\.1:10041/127.0.0.1:$P_SVC/g" \
-        -e "s/127\.0\.0\.1:10042/127.0.0.1:$P_MSVC/g" -e "s/127\.0\.0\.1:10043/127.0.0.1:$P_MPOL/g" "$1"
-}
-ports /etc/mxcache/mxcached.conf |
-    sed "s/^  routes = ( );\$/  routes = ( { domains = [ \"example.test\" ]; hosts = [ \"127.0.0.1:$P_BACKEND\" ]; } );/" \
-        >"$TMP/etc/mxcached.conf"
-grep -q 'domains = \[ "example.test" \]' "$TMP/etc/mxcached.conf" ||
-    fatal "no 'routes = ( );' line in /etc/mxcache/mxcached.conf to put the test route in"
-CONF_D=$TMP/etc/mxcached.conf CONF_P=/etc/mxcache/mxcache-policy.conf
-if [ -n "$busy" ]; then
-    ports /etc/mxcache/mxcache-policy.conf >"$TMP/etc/mxcache-policy.conf"
-    CONF_P=$TMP/etc/mxcache-policy.conf
-fi
-chmod 644 "$TMP"/etc/*.conf
-say "  mxcached: $CONF_D, which differs from /etc/mxcache/mxcached.conf in:"
-diff /etc/mxcache/mxcached.conf "$CONF_D" | sed -n 's/^> /pkg:     /p'
+say "  mxcached: $CONF_D"
 say "  mxcache-policy: $CONF_P"
 /usr/sbin/mxcached --check-config --config "$CONF_D" >"$TMP/check-mxcached-run.log" 2>&1 ||
-    fatal "the run's copy of mxcached.conf does not pass --check-config (check-mxcached-run.log)"
+    fatal "$CONF_D does not pass --check-config (check-mxcached-run.log)"
 # start_as_mxcache LOG CMD... - CMD in the background as mxcache:mxcache with its groups, in
 # /var/lib/mxcache (as the unit does); its PID (exec: the daemon's own) goes to PIDS.
 start_as_mxcache() {
