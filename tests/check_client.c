@@ -20,6 +20,7 @@
 
 #include "mxcache.h"
 #include "wire.h"
+#include "testutil.h"
 
 #define SLACK_MS 2000          /* allowed lateness of a timeout, for slow (sanitized) builds */
 #define RESP_LIFETIME_MS 60000 /* a responder thread ends by itself after this */
@@ -32,14 +33,6 @@ static int64_t mono_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 /* ---- the responder ---- */
@@ -701,7 +694,7 @@ START_TEST(test_failover_silent_live)
     o.timeout_ms = 5000;
     c = client_for(eps, 2, &o);
     /* Let both connections complete, so the request really goes to the silent one first. */
-    sleep_ms(300);
+    test_sleep_ms(300);
     make_check(&req, &chk, "b@example.com");
     t0 = mono_ms();
     ck_assert_int_eq(mxc_call(c, &req, 0, &rep), MXC_OK);

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "mxcache.h"
+#include "testutil.h"
 
 #define READY_TIMEOUT_MS 20000
 #define STOP_TIMEOUT_MS 20000
@@ -48,20 +49,6 @@ static char pol_conf[300], pol_log[300], pol_sock[300];
 static pid_t mx_pid, pol_pid;
 static const char *svc_timeout = SERVICE_TIMEOUT; /* service.timeout of the next start_policy */
 static int pol_port;
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 /* spawn - fork+exec of argv with stderr appended to log (NULL: /dev/null), stdout to /dev/null
  * unless keep_stdio. Returns the PID. */
@@ -85,16 +72,16 @@ static pid_t spawn(char *const argv[], const char *log)
 static int stop_pid(pid_t pid, int sig)
 {
     int status;
-    long deadline = now_ms() + STOP_TIMEOUT_MS;
+    long deadline = test_now_ms() + STOP_TIMEOUT_MS;
 
     kill(pid, sig);
     while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (test_now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             ck_abort_msg("process %d did not stop on signal %d", (int)pid, sig);
         }
-        sleep_ms(10);
+        test_sleep_ms(10);
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
@@ -124,11 +111,11 @@ static const char *file_text(const char *path)
 /* wait_log - waits (bounded) until the hook's log holds needle. */
 static void wait_log(const char *needle)
 {
-    long deadline = now_ms() + READY_TIMEOUT_MS;
+    long deadline = test_now_ms() + READY_TIMEOUT_MS;
 
     while (!strstr(file_text(pol_log), needle)) {
-        ck_assert_msg(now_ms() < deadline, "no \"%s\" in the log:\n%s", needle, file_text(pol_log));
-        sleep_ms(10);
+        ck_assert_msg(test_now_ms() < deadline, "no \"%s\" in the log:\n%s", needle, file_text(pol_log));
+        test_sleep_ms(10);
     }
 }
 
@@ -210,11 +197,11 @@ static bool service_ready(void)
 static void start_mxcached(void)
 {
     char *argv[] = {(char *)env("MXCACHED"), "--config", mx_conf, "--foreground", NULL};
-    long deadline = now_ms() + READY_TIMEOUT_MS;
+    long deadline = test_now_ms() + READY_TIMEOUT_MS;
 
     mx_pid = spawn(argv, mx_log);
     while (!service_ready()) {
-        ck_assert_msg(now_ms() < deadline, "mxcached did not become ready:\n%s", file_text(mx_log));
+        ck_assert_msg(test_now_ms() < deadline, "mxcached did not become ready:\n%s", file_text(mx_log));
         ck_assert_msg(waitpid(mx_pid, NULL, WNOHANG) == 0, "mxcached exited:\n%s", file_text(mx_log));
     }
 }
@@ -289,16 +276,16 @@ static int unix_connect(const char *path)
 static void start_policy(const char *server_extra, const char *service_extra)
 {
     char *argv[] = {(char *)env("MXCACHE_POLICY"), "--config", pol_conf, "--foreground", NULL};
-    long deadline = now_ms() + READY_TIMEOUT_MS;
+    long deadline = test_now_ms() + READY_TIMEOUT_MS;
     int fd;
 
     write_policy_config(server_extra, service_extra);
     pol_pid = spawn(argv, pol_log);
     while ((fd = tcp_connect(pol_port)) < 0) {
-        ck_assert_msg(now_ms() < deadline, "mxcache-policy did not listen:\n%s", file_text(pol_log));
+        ck_assert_msg(test_now_ms() < deadline, "mxcache-policy did not listen:\n%s", file_text(pol_log));
         ck_assert_msg(waitpid(pol_pid, NULL, WNOHANG) == 0, "mxcache-policy exited:\n%s",
                       file_text(pol_log));
-        sleep_ms(20);
+        test_sleep_ms(20);
     }
     close(fd);
 }
@@ -361,7 +348,7 @@ static void pc_send(struct pconn *pc, const char *state, const char *client, con
  * -1 when nothing came within timeout_ms. */
 static int pc_answer(struct pconn *pc, char *out, size_t outlen, long timeout_ms)
 {
-    long deadline = now_ms() + timeout_ms;
+    long deadline = test_now_ms() + timeout_ms;
 
     for (;;) {
         char *end = memmem(pc->buf, pc->len, "\n\n", 2);
@@ -372,7 +359,7 @@ static int pc_answer(struct pconn *pc, char *out, size_t outlen, long timeout_ms
             pc->len -= n + 2;
             return 1;
         }
-        long left = deadline - now_ms();
+        long left = deadline - test_now_ms();
         if (left <= 0)
             return -1;
         struct pollfd p = {.fd = pc->fd, .events = POLLIN};
@@ -509,16 +496,16 @@ START_TEST(test_whitelisted_client_gets_dunno)
                     "192.0.2.99", "--comment", "test", NULL};
     int status;
     pid_t pid = spawn(argv, pol_log);
-    long deadline = now_ms() + 20000;
+    long deadline = test_now_ms() + 20000;
     struct pconn t;
 
     while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (test_now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             ck_abort_msg("mxcachectl did not finish");
         }
-        sleep_ms(10);
+        test_sleep_ms(10);
     }
     ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "mxcachectl failed: %s",
                   file_text(pol_log));
@@ -548,7 +535,7 @@ START_TEST(test_pipelined_requests_answered_in_order)
             send_all(t.fd, buf, (size_t)n);
         } else {
             send_all(t.fd, buf, 100);
-            sleep_ms(50);
+            test_sleep_ms(50);
             send_all(t.fd, buf + 100, (size_t)n - 100);
         }
         for (size_t i = 0; i < ns; i++) {
@@ -564,7 +551,7 @@ START_TEST(test_many_concurrent_connections)
 {
     struct pconn *pc = calloc(NCONN, sizeof *pc);
     char ans[1024], client[32], rcpt[64];
-    long t0 = now_ms();
+    long t0 = test_now_ms();
 
     ck_assert_ptr_nonnull(pc);
     for (int i = 0; i < NCONN; i++)
@@ -585,7 +572,7 @@ START_TEST(test_many_concurrent_connections)
     for (int i = 0; i < NCONN; i++)
         close(pc[i].fd);
     free(pc);
-    fprintf(stderr, "%d connections x %d requests: %ld ms\n", NCONN, PER_CONN, now_ms() - t0);
+    fprintf(stderr, "%d connections x %d requests: %ld ms\n", NCONN, PER_CONN, test_now_ms() - t0);
     ck_assert_int_eq(count_of(file_text(pol_log), "SERVICE_DOWN"), 0);
 }
 END_TEST
@@ -657,23 +644,23 @@ START_TEST(test_fallback_while_service_is_down)
     stop_mxcached();
 
     for (int i = 0; i < 3; i++) {
-        long t0 = now_ms();
+        long t0 = test_now_ms();
         ck_assert_str_eq(ask(&t, "RCPT", "192.0.2.50", "a@example.net"), ANSWER_FALLBACK);
-        long took = now_ms() - t0;
+        long took = test_now_ms() - t0;
         ck_assert_msg(took <= SERVICE_TIMEOUT_MS + SLACK_MS, "fallback after %ld ms", took);
     }
     /* A state that is not asked does not wait for the service at all. */
-    long t0 = now_ms();
+    long t0 = test_now_ms();
     ck_assert_str_eq(ask(&t, "DATA", "192.0.2.50", "a@example.net"), "action=DUNNO");
-    ck_assert_int_lt(now_ms() - t0, SERVICE_TIMEOUT_MS);
+    ck_assert_int_lt(test_now_ms() - t0, SERVICE_TIMEOUT_MS);
     ck_assert_int_eq(count_of(file_text(pol_log), "SERVICE_DOWN"), 1); /* once per outage */
 
     start_mxcached();
-    long deadline = now_ms() + READY_TIMEOUT_MS;
+    long deadline = test_now_ms() + READY_TIMEOUT_MS;
     const char *a;
     while (strcmp((a = ask(&t, "RCPT", "192.0.2.50", "a@example.net")), ANSWER_TEST) != 0) {
         ck_assert_str_eq(a, ANSWER_FALLBACK);
-        ck_assert_msg(now_ms() < deadline, "answers did not come back:\n%s", file_text(pol_log));
+        ck_assert_msg(test_now_ms() < deadline, "answers did not come back:\n%s", file_text(pol_log));
     }
     /* A new connection works too, and the outage was logged as over. */
     struct pconn u;
@@ -727,10 +714,10 @@ START_TEST(test_fallback_dunno)
     start_policy(NULL, "fallback = \"dunno\";");
     stop_mxcached();
     pc_open(&t, tcp_connect(pol_port));
-    long t0 = now_ms();
+    long t0 = test_now_ms();
     ck_assert_str_eq(ask(&t, "RCPT", "192.0.2.55", "a@example.net"), "action=DUNNO");
-    ck_assert_int_le(now_ms() - t0, SERVICE_TIMEOUT_MS + SLACK_MS);
-    ck_assert_int_ge(now_ms() - t0, SERVICE_TIMEOUT_MS / 2); /* it did wait for the service */
+    ck_assert_int_le(test_now_ms() - t0, SERVICE_TIMEOUT_MS + SLACK_MS);
+    ck_assert_int_ge(test_now_ms() - t0, SERVICE_TIMEOUT_MS / 2); /* it did wait for the service */
     close(t.fd);
 }
 END_TEST
@@ -744,7 +731,7 @@ START_TEST(test_idle_timeout_and_max_connections)
     /* idle_timeout is far above the active connection's gaps (300 ms plus one answer), so a
      * loaded machine (sanitizers, parallel tests) cannot idle it out by being slow. */
     start_policy("idle_timeout = \"2s\"; max_connections = 4;", NULL);
-    sleep_ms(300); /* start_policy's probe connection is gone by now */
+    test_sleep_ms(300); /* start_policy's probe connection is gone by now */
     for (int i = 0; i < 4; i++)
         pc_open(&c[i], tcp_connect(pol_port));
     for (int i = 0; i < 4; i++)
@@ -756,7 +743,7 @@ START_TEST(test_idle_timeout_and_max_connections)
     ck_assert_ptr_nonnull(strstr(file_text(pol_log), "REFUSED"));
     /* Connections that stay silent are closed after idle_timeout; an active one is not. */
     for (int k = 0; k < 8; k++) { /* 2.4 s and more: the silent ones are past idle_timeout */
-        sleep_ms(300);
+        test_sleep_ms(300);
         ck_assert_str_eq(ask(&c[0], "RCPT", "192.0.2.60", "b@example.net"), ANSWER_TEST);
     }
     for (int i = 1; i < 4; i++)
@@ -790,10 +777,10 @@ START_TEST(test_sigterm_answers_what_is_in_flight)
     ck_assert_str_eq(ans, ANSWER_TEST);
     expect_closed(&t, "after the answer in flight");
     int status;
-    long deadline = now_ms() + STOP_TIMEOUT_MS;
+    long deadline = test_now_ms() + STOP_TIMEOUT_MS;
     while (waitpid(pol_pid, &status, WNOHANG) == 0) {
-        ck_assert_msg(now_ms() < deadline, "mxcache-policy did not exit after SIGTERM");
-        sleep_ms(10);
+        ck_assert_msg(test_now_ms() < deadline, "mxcache-policy did not exit after SIGTERM");
+        test_sleep_ms(10);
     }
     pol_pid = 0;
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -831,14 +818,14 @@ START_TEST(test_stdio_mode)
     shutdown(t.fd, SHUT_WR); /* Postfix goes away: the hook exits */
     char ans[64];
     ck_assert_int_eq(pc_answer(&t, ans, sizeof ans, ANSWER_TIMEOUT_MS), 0);
-    long deadline = now_ms() + STOP_TIMEOUT_MS;
+    long deadline = test_now_ms() + STOP_TIMEOUT_MS;
     while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (test_now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             ck_abort_msg("mxcache-policy --stdio did not exit");
         }
-        sleep_ms(10);
+        test_sleep_ms(10);
     }
     close(t.fd);
     ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);

@@ -23,26 +23,13 @@
 #include "mxc_err.h"
 #include "probe.h"
 #include "smtpd/smtpd_run.h"
+#include "testutil.h"
 
 #define RESULT_TIMEOUT_MS 10000 /* a probe that should finish has this long */
 #define LOG_TIMEOUT_MS 3000    /* a log line that should come */
 #define SLACK_MS 1500          /* scheduling noise allowed above a timeout */
 
 /* ---- helpers: time, counts ---- */
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 static unsigned count_str(const char *hay, const char *needle)
 {
@@ -127,11 +114,11 @@ static bool fd_readable(int fd, int ms)
 /* collect - takes up to n results within ms, waiting on the engine's fd; the count taken. */
 static size_t collect(struct probe_engine *e, struct probe_result *res, size_t n, long ms)
 {
-    long deadline = now_ms() + ms;
+    long deadline = test_now_ms() + ms;
     size_t got = 0;
 
     while (got < n) {
-        long left = deadline - now_ms();
+        long left = deadline - test_now_ms();
         if (probe_take(e, &res[got]) == MXC_OK) {
             got++;
             continue;
@@ -146,13 +133,13 @@ static size_t collect(struct probe_engine *e, struct probe_result *res, size_t n
 /* wait_closed - waits until the engine has no session open; the last stats seen. */
 static void wait_closed(struct probe_engine *e, long ms, struct probe_stats *st)
 {
-    long deadline = now_ms() + ms;
+    long deadline = test_now_ms() + ms;
 
     for (;;) {
         probe_engine_stats(e, st);
-        if (st->sessions_open == 0 || now_ms() > deadline)
+        if (st->sessions_open == 0 || test_now_ms() > deadline)
             return;
-        sleep_ms(10);
+        test_sleep_ms(10);
     }
 }
 
@@ -272,7 +259,7 @@ START_TEST(test_many_probes)
     r.session_probes = 50;
     r.session_idle_ms = 200;
     struct probe_engine *e = engine(&r, 1, MANY);
-    long t0 = now_ms();
+    long t0 = test_now_ms();
     for (unsigned i = 0; i < MANY; i++) {
         snprintf(addr, sizeof addr, "user%u@example.test", i);
         ck_assert_int_eq(probe_submit(e, 0, addr, i, false), MXC_OK);
@@ -296,7 +283,7 @@ START_TEST(test_many_probes)
     ck_assert_uint_ge(smtpd_run_wait(&d, "cmd=QUIT", (unsigned)st.sessions_opened, LOG_TIMEOUT_MS),
                       st.sessions_opened);
     probe_engine_destroy(e);
-    fprintf(stderr, "many: %d probes in %ld ms, %llu sessions\n", MANY, now_ms() - t0,
+    fprintf(stderr, "many: %d probes in %ld ms, %llu sessions\n", MANY, test_now_ms() - t0,
             (unsigned long long)st.sessions_opened);
 
     char *log = smtpd_run_log(&d);
@@ -354,7 +341,7 @@ START_TEST(test_idle_reuse)
     struct probe_engine *e = engine(&r, 1, 10);
     probe_one(e, 0, "a@example.test", false, &res);
     ck_assert(!res.reused);
-    long t0 = now_ms(); /* the idle time starts after this probe's answer, so after t0 */
+    long t0 = test_now_ms(); /* the idle time starts after this probe's answer, so after t0 */
     probe_one(e, 0, "b@example.test", true, &res);
     ck_assert(res.reused);
     ck_assert_ptr_nonnull(strstr(res.transcript, "C: RSET\nS: 250"));
@@ -365,7 +352,7 @@ START_TEST(test_idle_reuse)
     free(log);
     /* Idle: QUIT and close after 1500 ms, not before. */
     ck_assert_uint_eq(smtpd_run_wait(&d, "cmd=QUIT", 1, 1500 + SLACK_MS), 1);
-    ck_assert_int_ge(now_ms() - t0, 1490);
+    ck_assert_int_ge(test_now_ms() - t0, 1490);
     ck_assert_uint_eq(smtpd_run_wait(&d, " close reason=", 1, LOG_TIMEOUT_MS), 1);
     /* The server logs its close before the engine has read the 221. */
     wait_closed(e, LOG_TIMEOUT_MS, &st);
@@ -474,9 +461,9 @@ START_TEST(test_greeting_stall_failover)
     r[1].nhosts = 2;
     struct probe_engine *e = engine(r, 2, 10);
 
-    long t0 = now_ms();
+    long t0 = test_now_ms();
     probe_one(e, 0, "a@example.test", false, &res);
-    long took = now_ms() - t0;
+    long took = test_now_ms() - t0;
     ck_assert_outcome(&res, PROBE_FAILED);
     ck_assert_uint_eq(res.reply.code, 0);
     ck_assert_ptr_nonnull(strstr(res.detail, "greeting"));
@@ -485,9 +472,9 @@ START_TEST(test_greeting_stall_failover)
     ck_assert_int_ge(took, 390);
     ck_assert_int_le(took, 400 + SLACK_MS);
 
-    t0 = now_ms();
+    t0 = test_now_ms();
     probe_one(e, 1, "a@example.test", false, &res);
-    took = now_ms() - t0;
+    took = test_now_ms() - t0;
     ck_assert_outcome(&res, PROBE_ACCEPTED);
     ck_assert_str_eq(res.backend, b.host);
     ck_assert_int_ge(took, 390);
@@ -563,7 +550,7 @@ START_TEST(test_failover_queue)
     r.greeting_ms = 500;
     r.max_sessions = 1;
     struct probe_engine *e = engine(&r, 1, 100);
-    long t0 = now_ms();
+    long t0 = test_now_ms();
     for (unsigned i = 0; i < 20; i++)
         ck_assert_int_eq(probe_submit(e, 0, "a@example.test", i, false), MXC_OK);
     ck_assert_uint_eq(collect(e, res, 20, RESULT_TIMEOUT_MS), 20);
@@ -571,7 +558,7 @@ START_TEST(test_failover_queue)
         ck_assert_outcome(&res[i], PROBE_ACCEPTED);
         ck_assert_str_eq(res[i].backend, b.host);
     }
-    ck_assert_int_le(now_ms() - t0, 500 + SLACK_MS);
+    ck_assert_int_le(test_now_ms() - t0, 500 + SLACK_MS);
     probe_engine_destroy(e);
     smtpd_run_stop(&a);
     smtpd_run_stop(&b);
@@ -874,9 +861,9 @@ START_TEST(test_destroy_inflight)
     probe_engine_stats(e, &st);
     ck_assert_uint_eq(st.inflight, 100);
     ck_assert_uint_eq(st.sessions_open, 4);
-    long t0 = now_ms();
+    long t0 = test_now_ms();
     probe_engine_destroy(e);
-    ck_assert_int_le(now_ms() - t0, 500);
+    ck_assert_int_le(test_now_ms() - t0, 500);
     ck_assert_uint_eq(count_fds(), fds);
     smtpd_run_stop(&d);
 }
@@ -997,7 +984,7 @@ static bool raw_line(int fd)
     char c;
     size_t n = 0;
 
-    for (long deadline = now_ms() + 3000; now_ms() < deadline && n < 1000;) {
+    for (long deadline = test_now_ms() + 3000; test_now_ms() < deadline && n < 1000;) {
         struct pollfd p = {.fd = fd, .events = POLLIN};
         if (poll(&p, 1, 100) != 1)
             continue;
@@ -1025,12 +1012,12 @@ static void *raw_main(void *arg)
             break;
     }
     if (r->after) {
-        sleep_ms(100);
+        test_sleep_ms(100);
         if (write(fd, r->after, strlen(r->after)) < 0)
             goto out;
     }
     /* Wait (bounded) for the engine to close, so that the test sees what it did. */
-    for (long deadline = now_ms() + 3000; now_ms() < deadline;) {
+    for (long deadline = test_now_ms() + 3000; test_now_ms() < deadline;) {
         char buf[256];
         struct pollfd q = {.fd = fd, .events = POLLIN};
         if (poll(&q, 1, 100) == 1 && read(fd, buf, sizeof buf) <= 0)

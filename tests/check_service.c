@@ -18,6 +18,7 @@
 #include "smtpd/smtpd_run.h"
 #include "store.h"
 #include "wire.h"
+#include "testutil.h"
 
 #define READY_TIMEOUT_MS 15000
 #define STOP_TIMEOUT_MS 20000
@@ -28,20 +29,6 @@ static char cfg_path[300];
 static char log_path[300];
 static pid_t daemon_pid;
 static struct smtpd_run smtpd; /* mxtest-smtpd of the verification tests */
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* write_full_config - the test config with the extras (NULL: none) in their groups. */
 static void write_verify_config(const char *store_extra, const char *policy_extra,
@@ -94,8 +81,8 @@ static mxc_client *client(void)
 /* pump - runs c's event loop until no request is in flight or ms have passed. */
 static void pump(mxc_client *c, long ms)
 {
-    long deadline = now_ms() + ms;
-    while (mxc_inflight(c) > 0 && now_ms() < deadline) {
+    long deadline = test_now_ms() + ms;
+    while (mxc_inflight(c) > 0 && test_now_ms() < deadline) {
         zmq_pollitem_t items[MXC_MAX_ENDPOINTS];
         int n = mxc_pollitems(c, items, MXC_MAX_ENDPOINTS);
         zmq_poll(items, n, 50);
@@ -133,9 +120,9 @@ static void start_daemon(void)
         _exit(127);
     }
     mxc_client *c = client();
-    long deadline = now_ms() + READY_TIMEOUT_MS;
+    long deadline = test_now_ms() + READY_TIMEOUT_MS;
     while (!stats_ok(c)) {
-        ck_assert_msg(now_ms() < deadline, "mxcached did not become ready");
+        ck_assert_msg(test_now_ms() < deadline, "mxcached did not become ready");
         ck_assert_int_eq(waitpid(daemon_pid, NULL, WNOHANG), 0);
     }
     mxc_client_destroy(c);
@@ -145,15 +132,15 @@ static void start_daemon(void)
 static int stop_daemon(int sig)
 {
     int status;
-    long deadline = now_ms() + STOP_TIMEOUT_MS;
+    long deadline = test_now_ms() + STOP_TIMEOUT_MS;
     kill(daemon_pid, sig);
     while (waitpid(daemon_pid, &status, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (test_now_ms() > deadline) {
             kill(daemon_pid, SIGKILL);
             waitpid(daemon_pid, &status, 0);
             ck_abort_msg("mxcached did not stop on signal %d", sig);
         }
-        sleep_ms(20);
+        test_sleep_ms(20);
     }
     daemon_pid = 0;
     return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
@@ -533,7 +520,7 @@ START_TEST(test_expiry_compaction_and_restart)
     Mxcache__Reply *rep = check(c, "192.0.2.1", "unknown", "a@short.example", "x@example.com");
     ck_assert_str_eq(rep->check->rule, "whitelist");
     mxc_reply_free(rep);
-    sleep_ms(2300);
+    test_sleep_ms(2300);
     ck_assert(!get_found(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, "sender:short.example"));
     rep = check(c, "192.0.2.1", "unknown", "a@short.example", "x@example.com");
     ck_assert_str_eq(rep->check->rule, "default");
@@ -591,7 +578,7 @@ START_TEST(test_list_is_bounded_by_expired_records)
         ck_assert_int_eq(wl_add(c, "client", value, 1000, NULL), MXC_OK);
     }
     ck_assert_int_eq(wl_add(c, "client", "10.9.0.0/16", 0, NULL), MXC_OK);
-    sleep_ms(1300);
+    test_sleep_ms(1300);
     /* limit 2: at most 20 records examined, all expired: an empty page with a cursor. */
     Mxcache__Reply *rep = list_page(c, MXCACHE__KEYSPACE__KEYSPACE_WHITELIST, "", 2);
     ck_assert_uint_eq(rep->list->n_entries, 0);
@@ -675,14 +662,14 @@ START_TEST(test_sighup_reload)
     write_config("default_action = \"defer\"; default_code = 451; default_status = \"4.7.1\"; "
                  "default_text = \"Try again later\";");
     kill(daemon_pid, SIGHUP);
-    long deadline = now_ms() + 10000;
+    long deadline = test_now_ms() + 10000;
     for (;;) {
         rep = check(c, "192.0.2.1", "unknown", "", "x@example.com");
         if (rep->check->action == MXCACHE__ACTION__ACTION_DEFER)
             break;
         mxc_reply_free(rep);
-        ck_assert_msg(now_ms() < deadline, "reload not applied");
-        sleep_ms(50);
+        ck_assert_msg(test_now_ms() < deadline, "reload not applied");
+        test_sleep_ms(50);
     }
     ck_assert_uint_eq(rep->check->smtp_code, 451);
     ck_assert_str_eq(rep->check->enhanced_status, "4.7.1");
@@ -692,10 +679,10 @@ START_TEST(test_sighup_reload)
     /* A config with errors is refused and the running one stays. */
     write_config("default_action = \"reject\"; default_code = 450;");
     kill(daemon_pid, SIGHUP);
-    deadline = now_ms() + 10000;
+    deadline = test_now_ms() + 10000;
     while (!log_contains("result=refused")) {
-        ck_assert_msg(now_ms() < deadline, "refusal not logged");
-        sleep_ms(50);
+        ck_assert_msg(test_now_ms() < deadline, "refusal not logged");
+        test_sleep_ms(50);
     }
     rep = check(c, "192.0.2.1", "unknown", "", "x@example.com");
     ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DEFER);
@@ -715,9 +702,9 @@ START_TEST(test_failover_from_unreachable_endpoint)
     const char *eps[] = {"tcp://127.0.0.1:9", ipc_ep};
     mxc_client *c = mxc_client_create(eps, 2, &opt, err, sizeof err);
     ck_assert_ptr_nonnull(c);
-    long t0 = now_ms();
+    long t0 = test_now_ms();
     ck_assert(stats_ok(c) || stats_ok(c));
-    ck_assert_msg(now_ms() - t0 < 3000, "failover took too long");
+    ck_assert_msg(test_now_ms() - t0 < 3000, "failover took too long");
     ck_assert_str_eq(mxc_current_endpoint(c), ipc_ep);
     mxc_client_destroy(c);
 
@@ -730,10 +717,10 @@ START_TEST(test_failover_from_unreachable_endpoint)
     Mxcache__Reply *rep = NULL;
     req.body_case = MXCACHE__REQUEST__BODY_STATS;
     req.stats = &sr;
-    t0 = now_ms();
+    t0 = test_now_ms();
     ck_assert_int_eq(mxc_call(c, &req, 0, &rep), MXC_ETIMEDOUT);
     ck_assert_ptr_null(rep);
-    ck_assert_msg(now_ms() - t0 < 2300, "timeout not bounded");
+    ck_assert_msg(test_now_ms() - t0 < 2300, "timeout not bounded");
     mxc_client_destroy(c);
 }
 END_TEST
@@ -903,15 +890,15 @@ START_TEST(test_verify_flow)
     ck_assert_str_eq(rep->check->enhanced_status, "4.1.1");
     ck_assert_str_eq(rep->check->rule, "verify_pending");
     mxc_reply_free(rep);
-    long deadline = now_ms() + 10000;
+    long deadline = test_now_ms() + 10000;
     for (;;) {
         rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "slow@example.com");
         bool passed = strcmp(rep->check->rule, "verify_positive") == 0;
         mxc_reply_free(rep);
         if (passed)
             break;
-        ck_assert_msg(now_ms() < deadline, "the slow probe's result never served the retry");
-        sleep_ms(200);
+        ck_assert_msg(test_now_ms() < deadline, "the slow probe's result never served the retry");
+        test_sleep_ms(200);
     }
     ck_assert_int_eq(smtpd_run_count(&smtpd, "cmd=RCPT TO:<slow@example.com>"), 1);
 
@@ -995,7 +982,7 @@ START_TEST(test_verify_refresh_ahead)
     ck_assert_uint_eq(smtpd_run_count(&smtpd, "cmd=RCPT TO:<alice@example.com>"), 1);
 
     smtpd_run_reload(&smtpd, "rcpt alice@example.com slow 3000 250 2.1.5 Ok\n");
-    sleep_ms(1200); /* the positive is now due for refresh */
+    test_sleep_ms(1200); /* the positive is now due for refresh */
     for (int i = 0; i < 2; i++) {
         rep = check(c, "192.0.2.1", "unknown", "s@sender.example", "alice@example.com");
         ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DUNNO);
@@ -1005,10 +992,10 @@ START_TEST(test_verify_refresh_ahead)
     /* Both answered while the refresh still waits for the slow backend. */
     ck_assert_uint_eq(counter(c, "verify_probes_running"), 1);
     ck_assert_uint_eq(smtpd_run_wait(&smtpd, "cmd=RCPT TO:<alice@example.com>", 2, 10000), 2);
-    long deadline = now_ms() + 10000;
+    long deadline = test_now_ms() + 10000;
     while (counter(c, "verify_probes_running") != 0) {
-        ck_assert_msg(now_ms() < deadline, "the refresh probe did not finish");
-        sleep_ms(100);
+        ck_assert_msg(test_now_ms() < deadline, "the refresh probe did not finish");
+        test_sleep_ms(100);
     }
     ck_assert_uint_eq(smtpd_run_count(&smtpd, "cmd=RCPT TO:<alice@example.com>"), 2);
     ck_assert_uint_eq(counter(c, "verify_refreshes_due"), 2);
@@ -1062,15 +1049,15 @@ START_TEST(test_whitelist_files)
     write_greylist_config(NULL, extra); /* greylisting on, files named */
     kill(daemon_pid, SIGHUP);
     mxc_client *c = client();
-    long deadline = now_ms() + 10000;
+    long deadline = test_now_ms() + 10000;
     Mxcache__Reply *rep;
     for (;;) {
         rep = check(c, "198.51.100.7", "unknown", "a@b.example", "user@our.example");
         if (strcmp(rep->check->rule, "whitelist") == 0)
             break;
         mxc_reply_free(rep);
-        ck_assert_msg(now_ms() < deadline, "whitelist files not loaded");
-        sleep_ms(50);
+        ck_assert_msg(test_now_ms() < deadline, "whitelist files not loaded");
+        test_sleep_ms(50);
     }
     char want[400];
     snprintf(want, sizeof want, "%s:2", clients);
@@ -1106,10 +1093,10 @@ START_TEST(test_whitelist_files)
     snprintf(want, sizeof want, "%s:5:", clients);
     ck_assert_msg(strstr(out, want) && strstr(out, "exit=1"), "check-config said: %s", out);
     kill(daemon_pid, SIGHUP);
-    deadline = now_ms() + 10000;
+    deadline = test_now_ms() + 10000;
     while (!log_contains("result=refused")) {
-        ck_assert_msg(now_ms() < deadline, "refusal not logged");
-        sleep_ms(50);
+        ck_assert_msg(test_now_ms() < deadline, "refusal not logged");
+        test_sleep_ms(50);
     }
     rep = check(c, "198.51.100.8", "unknown", "a@b.example", "user@our.example");
     ck_assert_str_eq(rep->check->rule, "whitelist");
@@ -1141,15 +1128,15 @@ END_TEST
 /* wait_rule - repeats a Check until its rule is want (a SIGHUP is applied by the next round). */
 static void wait_rule(mxc_client *c, const char *rcpt, const char *want)
 {
-    long deadline = now_ms() + 10000;
+    long deadline = test_now_ms() + 10000;
     for (;;) {
         Mxcache__Reply *rep = check(c, "198.51.100.200", "unknown", "probe@example.org", rcpt);
         int done = strcmp(rep->check->rule, want) == 0;
         mxc_reply_free(rep);
         if (done)
             return;
-        ck_assert_msg(now_ms() < deadline, "reload to rule %s not applied", want);
-        sleep_ms(50);
+        ck_assert_msg(test_now_ms() < deadline, "reload to rule %s not applied", want);
+        test_sleep_ms(50);
     }
 }
 
@@ -1169,7 +1156,7 @@ START_TEST(test_greylist_flow)
     kill(daemon_pid, SIGHUP);
     wait_rule(c, "reload@example.net", "greylist_new");
 
-    long t0 = now_ms();
+    long t0 = test_now_ms();
     rep = check(c, "192.0.2.10", "unknown", sender1, "User@Example.NET");
     ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DEFER);
     ck_assert_str_eq(rep->check->rule, "greylist_new");
@@ -1193,9 +1180,9 @@ START_TEST(test_greylist_flow)
                   "explanation: %s", rep->check->explanation);
     mxc_reply_free(rep);
 
-    long left = t0 + 2100 - now_ms();
+    long left = t0 + 2100 - test_now_ms();
     if (left > 0)
-        sleep_ms(left);
+        test_sleep_ms(left);
     rep = check(c, "192.0.2.200", "unknown", sender2, "user@example.net");
     ck_assert_int_eq(rep->check->action, MXCACHE__ACTION__ACTION_DUNNO);
     ck_assert_str_eq(rep->check->rule, "greylist_pass");
@@ -1253,10 +1240,10 @@ START_TEST(test_greylist_key_file)
                   "check-config: %s", out);
 
     kill(daemon_pid, SIGHUP);
-    long deadline = now_ms() + 10000;
+    long deadline = test_now_ms() + 10000;
     while (!log_contains("result=refused")) {
-        ck_assert_msg(now_ms() < deadline, "refusal not logged");
-        sleep_ms(50);
+        ck_assert_msg(test_now_ms() < deadline, "refusal not logged");
+        test_sleep_ms(50);
     }
     mxc_client *c = client();
     Mxcache__Reply *rep = check(c, "192.0.2.1", "unknown", "", "x@example.com");

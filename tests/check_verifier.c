@@ -17,6 +17,7 @@
 #include "mxc_err.h"
 #include "smtpd/smtpd_run.h"
 #include "verifier.h"
+#include "testutil.h"
 
 #define RESULT_TIMEOUT_MS 10000 /* a probe that should finish has this long */
 #define LOG_TIMEOUT_MS 3000     /* a log line that should come */
@@ -30,13 +31,6 @@ static long real_ms(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
 }
 
 /* ---- the coordinator ---- */
@@ -425,7 +419,7 @@ START_TEST(test_busy)
     /* A finished probe counts until it is taken (its result holds a slot), though the engine
      * has forgotten it. */
     for (long deadline = real_ms() + RESULT_TIMEOUT_MS; st.probe.rejected < 3 && real_ms() < deadline;) {
-        sleep_ms(10);
+        test_sleep_ms(10);
         verifier_stats(v, &st);
     }
     ck_assert_uint_eq(st.probe.rejected, 3);

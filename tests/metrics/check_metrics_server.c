@@ -24,6 +24,7 @@
 #include "mxcache.h"
 #include "smtpd/smtpd_run.h"
 #include "wire.h"
+#include "../testutil.h"
 
 #define READY_TIMEOUT_MS 15000
 #define STOP_TIMEOUT_MS 20000
@@ -36,35 +37,6 @@ static char log_path[300];
 static pid_t daemon_pid;
 static unsigned http_port;
 static struct smtpd_run smtpd;
-
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* file_text - the whole file, NUL-terminated ("" when it cannot be read); the caller frees it. */
-static char *file_text(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    char *text = NULL;
-    size_t cap = 0;
-    if (!f || getdelim(&text, &cap, '\0', f) < 0) {
-        free(text);
-        text = strdup("");
-    }
-    if (f)
-        fclose(f);
-    return text;
-}
 
 /* write_config - a daemon config: store under dir/store_dir, ZeroMQ on ep, metrics on listen. */
 static void write_config(const char *path, const char *ep, const char *store_dir, const char *listen)
@@ -105,14 +77,14 @@ static pid_t spawn(const char *cfg, const char *log, const char *mode)
 static int wait_exit(pid_t pid, long ms)
 {
     int status;
-    long deadline = now_ms() + ms;
+    long deadline = test_now_ms() + ms;
     while (waitpid(pid, &status, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (test_now_ms() > deadline) {
             kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             ck_abort_msg("mxcached (pid %d) did not exit in time", (int)pid);
         }
-        sleep_ms(20);
+        test_sleep_ms(20);
     }
     return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
 }
@@ -145,13 +117,13 @@ static void start_daemon(void)
 {
     daemon_pid = spawn(cfg_path, log_path, "--foreground");
     mxc_client *c = client();
-    long deadline = now_ms() + READY_TIMEOUT_MS;
+    long deadline = test_now_ms() + READY_TIMEOUT_MS;
     while (!ping_ok(c)) {
-        ck_assert_msg(now_ms() < deadline, "mxcached did not become ready");
-        ck_assert_msg(waitpid(daemon_pid, NULL, WNOHANG) == 0, "mxcached exited:\n%s", file_text(log_path));
+        ck_assert_msg(test_now_ms() < deadline, "mxcached did not become ready");
+        ck_assert_msg(waitpid(daemon_pid, NULL, WNOHANG) == 0, "mxcached exited:\n%s", test_file_text(log_path));
     }
     mxc_client_destroy(c);
-    char *log = file_text(log_path), *p = strstr(log, "endpoint=http://");
+    char *log = test_file_text(log_path), *p = strstr(log, "endpoint=http://");
     ck_assert_msg(p && (p = strstr(p, " port=")), "no metrics LISTEN line in the log:\n%s", log);
     http_port = (unsigned)strtoul(p + 6, NULL, 10);
     ck_assert_uint_gt(http_port, 0);
@@ -204,7 +176,7 @@ static int http_get(const char *path, char **body)
     if (fscanf(p, "%d", &status) != 1)
         status = 0;
     pclose(p);
-    *body = file_text(out);
+    *body = test_file_text(out);
     return status;
 }
 
@@ -254,7 +226,7 @@ static void promtool_check(const char *text)
     fclose(f);
     snprintf(cmd, sizeof cmd, "promtool check metrics <'%s' >'%s' 2>&1", in, out);
     int rc = system(cmd);
-    char *said = file_text(out);
+    char *said = test_file_text(out);
     ck_assert_msg(rc == 0 && said[0] == '\0', "promtool check metrics (status %d):\n%s", rc, said);
     free(said);
 }
@@ -335,7 +307,7 @@ START_TEST(test_figures_follow_requests)
     expect_check(c, "192.0.2.1", "r1@grey.test", "greylist_new");
     expect_check(c, "192.0.2.1", "r2@grey.test", "greylist_new");
     expect_check(c, "192.0.2.1", "r3@grey.test", "greylist_new");
-    sleep_ms(DELAY_S * 1000 + 300);
+    test_sleep_ms(DELAY_S * 1000 + 300);
     expect_check(c, "192.0.2.1", "r1@grey.test", "greylist_pass");
     /* Verification (greylisting skipped): probed and accepted, probed and rejected (the
      * backend's default 550), accepted from the cache, and one slower than verify.wait. */
@@ -358,15 +330,15 @@ START_TEST(test_figures_follow_requests)
     ck_assert(ping_ok(c));
     /* The slow probe finishes in the background (3.5 s after it started). */
     ck_assert_uint_eq(smtpd_run_wait(&smtpd, "cmd=RCPT TO:<slow@example.com>", 1, 5000), 1);
-    long deadline = now_ms() + 10000;
+    long deadline = test_now_ms() + 10000;
     for (;;) {
         s1 = scrape();
         if (value(s1, "mxcache_probes_in_flight") == 0 &&
             delta(s0, s1, "mxcache_probes_finished_total{route=\"example.com\",result=\"accepted\"}") == 2)
             break;
-        ck_assert_msg(now_ms() < deadline, "the slow probe did not finish:\n%s", s1);
+        ck_assert_msg(test_now_ms() < deadline, "the slow probe did not finish:\n%s", s1);
         free(s1);
-        sleep_ms(100);
+        test_sleep_ms(100);
     }
 
     promtool_check(s1);
@@ -441,7 +413,7 @@ START_TEST(test_port_in_use)
     write_config(cfg2, ep2, "db2", listen);
     pid_t pid = spawn(cfg2, log2, "--foreground");
     ck_assert_int_eq(wait_exit(pid, 15000), 1);
-    char *log = file_text(log2), want[128];
+    char *log = test_file_text(log2), want[128];
     snprintf(want, sizeof want, "FATAL error=\"cannot serve metrics on %s: ", listen);
     ck_assert_msg(strstr(log, want) != NULL, "no \"%s\" in the log:\n%s", want, log);
     free(log);
@@ -465,7 +437,7 @@ START_TEST(test_check_config)
     fclose(f);
     pid_t pid = spawn(cfg2, log2, "--check-config");
     ck_assert_int_eq(wait_exit(pid, 10000), 1);
-    char *log = file_text(log2), want[400];
+    char *log = test_file_text(log2), want[400];
     snprintf(want, sizeof want, "%s:3: metrics.listen: bad address \"localhost:10042\"", cfg2);
     ck_assert_msg(strstr(log, want) != NULL, "no \"%s\" in:\n%s", want, log);
     free(log);

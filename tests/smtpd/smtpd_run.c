@@ -18,43 +18,7 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-/* now_ms - the monotonic clock in milliseconds. */
-static long now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1000L + ts.tv_nsec / 1000000L;
-}
-
-/* sleep_ms - sleeps ms milliseconds, across signals. */
-static void sleep_ms(long ms)
-{
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* slurp - the whole file, NUL-terminated (malloc'd; "" when it does not exist). */
-static char *slurp(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char *buf;
-    long n = 0;
-
-    if (f && fseek(f, 0, SEEK_END) == 0)
-        n = ftell(f);
-    buf = malloc((size_t)(n > 0 ? n : 0) + 1);
-    ck_assert_ptr_nonnull(buf);
-    if (f && n > 0) {
-        rewind(f);
-        n = (long)fread(buf, 1, (size_t)n, f);
-    }
-    buf[n > 0 ? n : 0] = '\0';
-    if (f)
-        fclose(f);
-    return buf;
-}
+#include "../testutil.h"
 
 /* write_file - replaces path's contents with text. */
 static void write_file(const char *path, const char *text)
@@ -105,7 +69,7 @@ static void remove_dir(struct smtpd_run *d)
  * server is already reaped (pid 0). */
 static void start_failed(struct smtpd_run *d, const char *what)
 {
-    char *out = slurp(d->out);
+    char *out = test_file_text(d->out);
     char msg[512];
     size_t len = strlen(out);
 
@@ -150,9 +114,9 @@ void smtpd_run_start(struct smtpd_run *d, const char *script)
         fprintf(stderr, "exec %s: %s\n", bin, strerror(errno));
         _exit(127);
     }
-    deadline = now_ms() + SMTPD_RUN_START_MS;
+    deadline = test_now_ms() + SMTPD_RUN_START_MS;
     for (;;) {
-        char *text = slurp(d->portfile), what[64];
+        char *text = test_file_text(d->portfile), what[64];
         unsigned port = 0;
         int status;
 
@@ -171,32 +135,32 @@ void smtpd_run_start(struct smtpd_run *d, const char *script)
                 snprintf(what, sizeof what, "died at start on signal %d", WTERMSIG(status));
             start_failed(d, what);
         }
-        if (now_ms() > deadline) {
+        if (test_now_ms() > deadline) {
             kill(d->pid, SIGKILL);
             waitpid(d->pid, NULL, 0);
             d->pid = 0;
             snprintf(what, sizeof what, "wrote no port file in %d ms", SMTPD_RUN_START_MS);
             start_failed(d, what);
         }
-        sleep_ms(SMTPD_RUN_POLL_MS);
+        test_sleep_ms(SMTPD_RUN_POLL_MS);
     }
     snprintf(d->host, sizeof d->host, "127.0.0.1:%u", d->port);
 }
 
 void smtpd_run_stop(struct smtpd_run *d)
 {
-    long deadline = now_ms() + SMTPD_RUN_STOP_MS;
+    long deadline = test_now_ms() + SMTPD_RUN_STOP_MS;
 
     if (d->pid <= 0)
         return;
     kill(d->pid, SIGTERM);
     while (waitpid(d->pid, NULL, WNOHANG) == 0) {
-        if (now_ms() > deadline) {
+        if (test_now_ms() > deadline) {
             kill(d->pid, SIGKILL);
             waitpid(d->pid, NULL, 0);
             break;
         }
-        sleep_ms(SMTPD_RUN_POLL_MS);
+        test_sleep_ms(SMTPD_RUN_POLL_MS);
     }
     d->pid = 0;
     remove_dir(d);
@@ -205,7 +169,7 @@ void smtpd_run_stop(struct smtpd_run *d)
 void smtpd_run_reload(struct smtpd_run *d, const char *script)
 {
     unsigned ok = smtpd_run_count(d, "reload ok"), err = smtpd_run_count(d, "reload error=");
-    long deadline = now_ms() + SMTPD_RUN_RELOAD_MS;
+    long deadline = test_now_ms() + SMTPD_RUN_RELOAD_MS;
 
     ck_assert_msg(d->pid > 0, "mxtest-smtpd is not running");
     write_file(d->script, script);
@@ -224,9 +188,9 @@ void smtpd_run_reload(struct smtpd_run *d, const char *script)
         }
         if (ok_now > ok)
             return;
-        ck_assert_msg(now_ms() <= deadline, "mxtest-smtpd: no \"reload ok\" within %d ms",
+        ck_assert_msg(test_now_ms() <= deadline, "mxtest-smtpd: no \"reload ok\" within %d ms",
                       SMTPD_RUN_RELOAD_MS);
-        sleep_ms(SMTPD_RUN_POLL_MS);
+        test_sleep_ms(SMTPD_RUN_POLL_MS);
     }
 }
 
@@ -244,17 +208,17 @@ unsigned smtpd_run_count(const struct smtpd_run *d, const char *needle)
 
 unsigned smtpd_run_wait(const struct smtpd_run *d, const char *needle, unsigned n, long ms)
 {
-    long deadline = now_ms() + ms;
+    long deadline = test_now_ms() + ms;
     unsigned c;
 
-    while ((c = smtpd_run_count(d, needle)) < n && now_ms() <= deadline)
-        sleep_ms(SMTPD_RUN_POLL_MS);
+    while ((c = smtpd_run_count(d, needle)) < n && test_now_ms() <= deadline)
+        test_sleep_ms(SMTPD_RUN_POLL_MS);
     return c;
 }
 
 char *smtpd_run_log(const struct smtpd_run *d)
 {
-    return slurp(d->log);
+    return test_file_text(d->log);
 }
 
 int smtpd_run_refusing_port(unsigned *port)
