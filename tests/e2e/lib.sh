@@ -24,6 +24,21 @@ e2e_init() {
     trap e2e_cleanup EXIT
 }
 
+# e2e_stop_pid PID [SECONDS] - SIGTERM, then SIGKILL after SECONDS (default 5); returns the
+# process's exit status (a child of this shell; 137 when it had to be killed). Empty PID: 0.
+e2e_stop_pid() {
+    local pid=$1 secs=${2:-5} rc=0
+    [ -n "$pid" ] || return 0
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 1 $((secs * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if kill -0 "$pid" 2>/dev/null; then
+        e2e_log "pid $pid did not stop within $secs s of SIGTERM; killing it"
+        kill -KILL "$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || rc=$?
+    return $rc
+}
+
 e2e_cleanup() {
     local rc=$?
     local n
@@ -31,11 +46,7 @@ e2e_cleanup() {
         e2e_postfix_stop "$n" >/dev/null 2>&1 || true
     done
     for pid in "${E2E_PIDS[@]}"; do
-        kill -TERM "$pid" 2>/dev/null || true
-    done
-    for pid in "${E2E_PIDS[@]}"; do
-        for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
+        e2e_stop_pid "$pid" || true
     done
     if [ $rc -ne 0 ] && [ -n "${E2E_DIR:-}" ]; then
         e2e_log "logs of the failed run:"

@@ -21,6 +21,7 @@
 # Every wait is bounded (read -t, curl --max-time, polls by a count); every process started here
 # is stopped by its PID in the EXIT trap (TERM, then KILL after 5 s).
 set -euo pipefail
+. "$(dirname "$0")/../e2e/lib.sh" # e2e_free_port, e2e_stop_pid
 
 if [ $# -ne 2 ]; then
     echo "usage: $0 MXCACHED MXCACHE_POLICY" >&2
@@ -42,23 +43,10 @@ TIMEOUT_MS=1000    # service.timeout
 PING_MS=1000       # service.ping_interval
 SLACK_MS=4000      # for slow sanitized builds
 
-stop_pid() { # stop_pid PID - TERM, then KILL after 5 s; returns the exit status
-    local pid=$1 rc=0
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "test_metrics_policy: pid $pid did not stop on SIGTERM; killing it" >&2
-        kill -KILL "$pid" 2>/dev/null || true
-    fi
-    wait "$pid" 2>/dev/null || rc=$?
-    return $rc
-}
-
 cleanup() {
     local rc=$?
-    stop_pid "$POLPID" || true
-    stop_pid "$MXPID" || true
+    e2e_stop_pid "$POLPID" || true
+    e2e_stop_pid "$MXPID" || true
     if [ $rc -ne 0 ]; then
         for f in "$TMP"/*.log; do
             [ -f "$f" ] && { echo "== $f"; tail -n 40 "$f"; }
@@ -81,7 +69,6 @@ ok() {
 now_ms() { echo $(($(date +%s%N) / 1000000)); }
 
 # Free ports as the end-to-end tests pick them (outside the ephemeral range, never twice).
-. "$(dirname "$0")/../e2e/lib.sh"
 free_port() { e2e_free_port "$1"; }
 free_port MXPORT
 free_port HOOK
@@ -274,7 +261,7 @@ took=$(wait_ready 200 15000)
 ok "a hung service: fallback reason=timeout 1, service_up 0, /readyz 503; 200 again ${took} ms after SIGCONT"
 
 # The service goes away: an idle hook notices through its ping.
-stop_pid "$MXPID" || fail "mxcached did not exit cleanly"
+e2e_stop_pid "$MXPID" || fail "mxcached did not exit cleanly"
 MXPID=
 took=$(wait_ready 503 $((PING_MS + TIMEOUT_MS + SLACK_MS)))
 grep -q 'service unreachable' "$TMP/body" || fail "/readyz reason: $(cat "$TMP/body")"

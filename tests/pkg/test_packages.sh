@@ -15,6 +15,7 @@
 # (their purge would take an operator's data with it). Every step prints what it checks; the last
 # line says PASS or FAIL. KEEP_TMP=1 keeps the temporary directory.
 set -uo pipefail
+. "$(dirname "$0")/../e2e/lib.sh" # e2e_free_port, e2e_stop_pid
 
 BUILD=${1:?usage: test_packages.sh BUILD_DIR}
 PKGS=(mxcached mxcache-policy mxcache-tools)
@@ -36,25 +37,10 @@ fatal() { # fatal MESSAGE - a step the rest depends on failed
     exit 1
 }
 
-# stop_pid PID NAME - SIGTERM, up to 20 s, then SIGKILL; 1 if it needed the KILL.
-stop_pid() {
-    local pid=$1 name=$2
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 200); do
-        kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return 0; }
-        sleep 0.1
-    done
-    say "$name (pid $pid) did not stop within 20 s; killing it"
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null
-    return 1
-}
-
 cleanup() {
     local rc=$?
     local p
-    for p in "${PIDS[@]}"; do stop_pid "${p%%:*}" "${p#*:}" || true; done
+    for p in "${PIDS[@]}"; do e2e_stop_pid "${p%%:*}" 20 || true; done
     if [ $INSTALLED -eq 1 ]; then
         say "cleanup: purging the packages"
         dpkg --purge "${PKGS[@]}" >"$TMP/purge.log" 2>&1 || cat "$TMP/purge.log"
@@ -225,7 +211,6 @@ busy=""
 for port in 10040 10041 10042 10043; do
     (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && busy="$busy $port"
 done
-. "$(dirname "$0")/../e2e/lib.sh" # e2e_free_port
 CONF_D=/etc/mxcache/mxcached.conf CONF_P=/etc/mxcache/mxcache-policy.conf
 if [ -n "$busy" ]; then
     e2e_free_port P_POLICY; e2e_free_port P_SVC; e2e_free_port P_MSVC; e2e_free_port P_MPOL
@@ -370,7 +355,7 @@ for p in "${PIDS[@]}"; do
         fail "$name (pid $pid) had already exited"
         continue
     fi
-    stop_pid "$pid" "$name" && ok "$name stopped" || fail "$name needed SIGKILL"
+    e2e_stop_pid "$pid" 20 && ok "$name stopped (exit 0)" || fail "$name did not exit cleanly on SIGTERM"
 done
 PIDS=()
 grep -q 'EXIT result=clean' "$TMP/mxcached.log" && ok "mxcached closed its store cleanly" || fail "no 'EXIT result=clean' in mxcached.log"
