@@ -48,8 +48,7 @@ const char *policy_fallback_reason_name(enum policy_fallback_reason r)
 static void counter(struct prom_buf *b, const char *name, const char *help,
                     const _Atomic uint64_t *v)
 {
-    prom_family(b, name, "counter", help);
-    prom_u64(b, name, NULL, 0, pm_get(v));
+    prom_single(b, name, "counter", help, pm_get(v));
 }
 
 void policy_metrics_render(const struct policy_metrics *m, struct prom_buf *b)
@@ -64,8 +63,8 @@ void policy_metrics_render(const struct policy_metrics *m, struct prom_buf *b)
 
     counter(b, "mxcache_policy_connections_total", "Postfix connections accepted and served.",
             &m->connections);
-    prom_family(b, "mxcache_policy_connections_open", "gauge", "Postfix connections open now.");
-    prom_u64(b, "mxcache_policy_connections_open", NULL, 0, open > 0 ? (uint64_t)open : 0);
+    prom_single(b, "mxcache_policy_connections_open", "gauge", "Postfix connections open now.",
+                open > 0 ? (uint64_t)open : 0);
     counter(b, "mxcache_policy_connections_refused_total",
             "Connections closed at once because server.max_connections were open.", &m->refused);
     counter(b, "mxcache_policy_connections_timed_out_total",
@@ -98,10 +97,9 @@ void policy_metrics_render(const struct policy_metrics *m, struct prom_buf *b)
 
     counter(b, "mxcache_policy_service_pings_total",
             "Pings sent to the service after service.ping_interval without an answer.", &m->pings);
-    prom_family(b, "mxcache_policy_service_up", "gauge",
-                "1 when the service answered the last request or ping, else 0.");
-    prom_u64(b, "mxcache_policy_service_up", NULL, 0,
-             atomic_load_explicit(&m->service_up, memory_order_relaxed) ? 1 : 0);
+    prom_single(b, "mxcache_policy_service_up", "gauge",
+                "1 when the service answered the last request or ping, else 0.",
+                atomic_load_explicit(&m->service_up, memory_order_relaxed) ? 1 : 0);
 
     prom_process(b);
 }

@@ -238,6 +238,12 @@ void prom_double(struct prom_buf *b, const char *name, const struct prom_label *
 }
 
 /* prom_histogram - cumulative buckets with le last, +Inf, sum in seconds and count. */
+void prom_single(struct prom_buf *b, const char *name, const char *type, const char *help, uint64_t v)
+{
+    prom_family(b, name, type, help);
+    prom_u64(b, name, NULL, 0, v);
+}
+
 void prom_histogram(struct prom_buf *b, const char *name, const struct prom_label *l, size_t nl,
                     const struct histo_snapshot *s)
 {

@@ -36,6 +36,9 @@ void prom_family(struct prom_buf *b, const char *name, const char *type, const c
 void prom_u64(struct prom_buf *b, const char *name, const struct prom_label *l, size_t nl, uint64_t v);
 void prom_double(struct prom_buf *b, const char *name, const struct prom_label *l, size_t nl, double v);
 
+/* prom_single - a whole family of one unlabelled sample: its header and "name v". */
+void prom_single(struct prom_buf *b, const char *name, const char *type, const char *help, uint64_t v);
+
 /* prom_histogram - the samples of one histogram: name_bucket{labels,le="..."} (cumulative, le
  * in seconds, ending with +Inf), name_sum (seconds) and name_count. */
 void prom_histogram(struct prom_buf *b, const char *name, const struct prom_label *l, size_t nl,

@@ -53,13 +53,6 @@ static void labelled_family(struct prom_buf *b, const struct counters_totals *t,
     }
 }
 
-/* single - a family of one unlabelled sample. */
-static void single(struct prom_buf *b, const char *name, const char *type, const char *help, uint64_t v)
-{
-    prom_family(b, name, type, help);
-    prom_u64(b, name, NULL, 0, v);
-}
-
 static void render_requests(struct prom_buf *b, const struct counters_totals *t)
 {
     static const char *const outcomes[] = {"ok", "error"};
@@ -83,13 +76,13 @@ static void render_requests(struct prom_buf *b, const struct counters_totals *t)
     labelled_family(b, t, "mxcache_request_errors_total", "counter",
                     "Error replies, by reason (bad_framing: a message that was not one frame from a DEALER).",
                     "reason", reasons, sizeof reasons / sizeof reasons[0]);
-    single(b, "mxcache_requests_timed_out_total", "counter",
+    prom_single(b, "mxcache_requests_timed_out_total", "counter",
            "Checks whose verify.wait ran out before their probe finished (answered 450 4.1.1).",
            t->v[CTR_VERIFY_TIMED_OUT]);
-    single(b, "mxcache_replies_dropped_total", "counter",
+    prom_single(b, "mxcache_replies_dropped_total", "counter",
            "Replies not sent: the client was gone or not reading, or out of memory.",
            t->v[CTR_REPLIES_DROPPED]);
-    single(b, "mxcache_replies_held_for_sync_total", "counter",
+    prom_single(b, "mxcache_replies_held_for_sync_total", "counter",
            "Replies that waited for a WAL sync because they rest on a write not yet durable.",
            t->v[CTR_REPLIES_HELD]);
     prom_family(b, "mxcache_request_duration_seconds", "histogram",
@@ -143,17 +136,17 @@ static void render_verify(struct prom_buf *b, const struct counters_totals *t, c
     labelled_family(b, t, "mxcache_verify_cache_answers_total", "counter",
                     "Checks of a routed recipient answered from the verification cache, by the "
                     "cached state.", "state", answers, sizeof answers / sizeof answers[0]);
-    single(b, "mxcache_verify_cache_misses_total", "counter",
+    prom_single(b, "mxcache_verify_cache_misses_total", "counter",
            "Checks of a routed recipient with nothing cached: they wait for a probe.",
            t->v[CTR_VERIFY_CACHE_MISSES]);
-    single(b, "mxcache_verify_questions_total", "counter",
+    prom_single(b, "mxcache_verify_questions_total", "counter",
            "Questions to the prober (Checks that missed the cache).", t->v[CTR_VERIFY_ASKED]);
-    single(b, "mxcache_verify_questions_joined_total", "counter",
+    prom_single(b, "mxcache_verify_questions_joined_total", "counter",
            "Questions that joined a probe already running for the address.", t->v[CTR_VERIFY_JOINED]);
     labelled_family(b, t, "mxcache_verify_refused_total", "counter",
                     "Questions for which no probe could start, by reason (the Check gets 4xx).",
                     "reason", refused, sizeof refused / sizeof refused[0]);
-    single(b, "mxcache_verify_refreshes_total", "counter",
+    prom_single(b, "mxcache_verify_refreshes_total", "counter",
            "Cached positive answers found due for a background refresh.", t->v[CTR_VERIFY_REFRESHES]);
 
     size_t nroutes = v ? verifier_nroutes(v) : 0;
@@ -192,15 +185,15 @@ static void render_verify(struct prom_buf *b, const struct counters_totals *t, c
         prom_u64(b, "mxcache_verify_circuit_open", &l, 1,
                  atomic_load_explicit(&verifier_route_stats(v, r)->circuit_open, memory_order_relaxed));
     }
-    single(b, "mxcache_probes_in_flight", "gauge", "SMTP probes started and not finished.",
+    prom_single(b, "mxcache_probes_in_flight", "gauge", "SMTP probes started and not finished.",
            t->v[CTR_GAUGE_PROBES_RUNNING]);
-    single(b, "mxcache_probe_sessions_opened_total", "counter", "SMTP sessions opened to backends.",
+    prom_single(b, "mxcache_probe_sessions_opened_total", "counter", "SMTP sessions opened to backends.",
            t->v[CTR_PROBE_SESSIONS]);
-    single(b, "mxcache_probe_sessions_reused_total", "counter",
+    prom_single(b, "mxcache_probe_sessions_reused_total", "counter",
            "Probes that ran in a session opened for an earlier probe.", t->v[CTR_PROBE_SESSIONS_REUSED]);
-    single(b, "mxcache_probe_connect_failures_total", "counter",
+    prom_single(b, "mxcache_probe_connect_failures_total", "counter",
            "Backend hosts that could not be reached or did not greet.", t->v[CTR_PROBE_CONNECT_FAILURES]);
-    single(b, "mxcache_verify_accept_all_domains", "gauge",
+    prom_single(b, "mxcache_verify_accept_all_domains", "gauge",
            "Routed domains whose backend was last found accepting any address.",
            t->v[CTR_GAUGE_ACCEPT_ALL]);
 }
@@ -227,9 +220,9 @@ static void render_store(struct prom_buf *b, const struct counters_totals *t, st
     prom_family(b, "mxcache_store_wal_sync_duration_seconds", "histogram",
                 "One fsync of the write-ahead log by the sync thread.");
     prom_histogram(b, "mxcache_store_wal_sync_duration_seconds", NULL, 0, &t->wal_sync);
-    single(b, "mxcache_store_errors_total", "counter", "Store reads, commits and syncs that failed.",
+    prom_single(b, "mxcache_store_errors_total", "counter", "Store reads, commits and syncs that failed.",
            t->v[CTR_ERR_STORE]);
-    single(b, "mxcache_store_writes_total", "counter", "Writes (puts and deletes) committed.",
+    prom_single(b, "mxcache_store_writes_total", "counter", "Writes (puts and deletes) committed.",
            t->v[CTR_COMMIT_WRITES]);
 }
 
@@ -246,7 +239,7 @@ void metrics_render(struct service *svc, struct prom_buf *b)
     }
     struct counters *const *sets = service_counter_sets(svc, &nsets);
     counters_totals(sets, nsets, t);
-    single(b, "mxcache_ready", "gauge", "1 when the service serves requests (see /readyz).",
+    prom_single(b, "mxcache_ready", "gauge", "1 when the service serves requests (see /readyz).",
            service_ready(svc, why, sizeof why) ? 1 : 0);
     prom_family(b, "mxcache_build_info", "gauge", "The running mxcached version, always 1.");
     prom_u64(b, "mxcache_build_info", &version, 1, 1);

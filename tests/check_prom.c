@@ -37,6 +37,7 @@ START_TEST(test_family_and_samples)
     prom_u64(&b, "mxcache_requests_total", l, 1, UINT64_MAX);
     prom_family(&b, "mxcache_ready", "gauge", "Ready.");
     prom_u64(&b, "mxcache_ready", NULL, 0, 0);
+    prom_single(&b, "mxcache_store_writes_total", "counter", "Writes.", 7);
     ck_assert(!b.failed);
     ck_assert_str_eq(b.data, "# HELP mxcache_requests_total Requests \\\\ by type\\nand outcome.\n"
                              "# TYPE mxcache_requests_total counter\n"
@@ -44,7 +45,10 @@ START_TEST(test_family_and_samples)
                              "mxcache_requests_total{type=\"check\"} 18446744073709551615\n"
                              "# HELP mxcache_ready Ready.\n"
                              "# TYPE mxcache_ready gauge\n"
-                             "mxcache_ready 0\n");
+                             "mxcache_ready 0\n"
+                             "# HELP mxcache_store_writes_total Writes.\n"
+                             "# TYPE mxcache_store_writes_total counter\n"
+                             "mxcache_store_writes_total 7\n");
     ck_assert_uint_eq(b.len, strlen(b.data));
     prom_fini(&b);
     prom_fini(&b); /* twice is harmless */
