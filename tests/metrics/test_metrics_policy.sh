@@ -224,8 +224,10 @@ expect 'mxcache_policy_request_duration_seconds_count' $((N + 1))
 ok "a DATA request: requests_total{answer=local} 1"
 
 # A malformed and an oversized request: each closes its own connection and is counted apart.
+# The hook may close after the first bad line while the rest is still being written, so a
+# write error (EPIPE) here is expected, not a failure.
 exec {B}<>/dev/tcp/127.0.0.1/"$HOOK"
-printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' >&$B
+printf 'GET / HTTP/1.1\r\nHost: x\r\n\r\n' >&$B 2>/dev/null || true
 ! answer $B || fail "malformed: got an answer '$ANSWER'"
 exec {B}>&-
 exec {B}<>/dev/tcp/127.0.0.1/"$HOOK"
