@@ -8,6 +8,7 @@
 #include "conftab.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -855,10 +856,144 @@ int conftab_readable(const char *path, struct conftab_log *log)
     return MXC_OK;
 }
 
+/* ---- @include targets that would end the process ---- */
+
+#define INCLUDE_DEPTH_MAX 10              /* libconfig's own limit of nested @include */
+#define INCLUDE_SCAN_MAX (16u << 20)      /* bytes of one file looked at for @include lines */
+
+/* How the walk over the @include lines goes on. */
+enum inc { INC_ON, INC_STOP, INC_REFUSED };
+
+static enum inc includes_check(const char *file, const char *shown, const char *path,
+                               const char *incdir, int depth, struct conftab_log *log);
+
+/* include_target - one @include "name" at line of shown, in a file depth includes deep, as
+ * libconfig 1.5 takes it: past the depth limit, or when the target cannot be opened, libconfig
+ * stops with its own error (INC_STOP: nothing more to check); a target that is no regular file
+ * is refused (INC_REFUSED, logged); a regular file is walked in turn. */
+static enum inc include_target(const char *name, int line, const char *shown, const char *path,
+                               const char *incdir, int depth, struct conftab_log *log)
+{
+    char *full = NULL, q[96], fbuf[4096];
+    struct stat st;
+    enum inc r = INC_STOP;
+
+    if (depth >= INCLUDE_DEPTH_MAX)
+        return INC_STOP;
+    /* libconfig 1.5 opens incdir + "/" + name, or name as it is without an include dir. */
+    if (incdir ? asprintf(&full, "%s/%s", incdir, name) < 0 : !(full = strdup(name)))
+        return INC_STOP; /* out of memory: libconfig decides */
+    if (stat(full, &st) != 0) {
+        r = INC_STOP;
+    } else if (!S_ISREG(st.st_mode)) {
+        conftab_error(log, shown, line, "@include %s: not a regular file", conftab_quote(name, q, sizeof q));
+        r = INC_REFUSED;
+    } else {
+        r = includes_check(full, conftab_display_file(path, incdir ? incdir : ".", name, fbuf, sizeof fbuf),
+                           path, incdir, depth + 1, log);
+    }
+    free(full);
+    return r;
+}
+
+/* includes_check - walks the @include lines of file (shown as shown in messages; depth includes
+ * deep) in libconfig's order, depth first, the way its scanner sees them: a line that starts
+ * with blanks, "@include", blanks and a quoted name, outside comments and strings.
+ * Robustness: libconfig 1.5 opens an @include target with fopen, which succeeds for a
+ * directory; the scanner's read then fails and flex's fatal-error handler calls exit(2), so an
+ * '@include "conf.d"' (or a FIFO, or a device) ended the daemon, on a SIGHUP reload too, where it
+ * must be refused (fuzz_config found it). Such a target is refused here, before libconfig reads
+ * anything. The walk stops where libconfig would stop (too deep, a target it cannot open), so it
+ * costs what libconfig's own reading costs. */
+static enum inc includes_check(const char *file, const char *shown, const char *path,
+                               const char *incdir, int depth, struct conftab_log *log)
+{
+    FILE *fp = fopen(file, "r");
+    struct stat st;
+    char *t, *name;
+    size_t n, i = 0;
+    int line = 1;
+    bool bol = true;
+    enum inc r = INC_ON;
+
+    if (!fp)
+        return INC_STOP; /* libconfig says why */
+    n = fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) ? (size_t)st.st_size : 0;
+    if (n > INCLUDE_SCAN_MAX)
+        n = INCLUDE_SCAN_MAX;
+    t = malloc(n + 1);
+    name = malloc(n + 1);
+    if (!t || !name) {
+        fclose(fp);
+        free(t);
+        free(name);
+        return INC_STOP;
+    }
+    n = fread(t, 1, n, fp);
+    fclose(fp);
+    while (i < n && r == INC_ON) {
+        if (bol) {
+            size_t j = i, k;
+            while (j < n && (t[j] == ' ' || t[j] == '\t'))
+                j++;
+            if (n - j > 8 && memcmp(t + j, "@include", 8) == 0) {
+                k = j + 8;
+                while (k < n && (t[k] == ' ' || t[k] == '\t'))
+                    k++;
+                if (k > j + 8 && k < n && t[k] == '"') {
+                    size_t len = 0;
+                    int at = line;
+                    /* the name: \\ and \" are escapes; another backslash is dropped */
+                    for (k++; k < n && t[k] != '"'; k++) {
+                        if (t[k] == '\\') {
+                            if (k + 1 < n && (t[k + 1] == '\\' || t[k + 1] == '"'))
+                                name[len++] = t[++k];
+                            continue;
+                        }
+                        line += t[k] == '\n';
+                        name[len++] = t[k];
+                    }
+                    if (k >= n)
+                        break; /* unterminated: libconfig's syntax error */
+                    name[len] = '\0';
+                    /* a NUL in the name: libconfig's C string stops there */
+                    r = include_target(name, at, shown, path, incdir, depth, log);
+                    i = k + 1;
+                    bol = false;
+                    continue;
+                }
+            }
+        }
+        char c = t[i++];
+        bol = c == '\n';
+        line += c == '\n';
+        if (c == '"') { /* a string: a backslash escapes the next byte */
+            while (i < n && t[i] != '"') {
+                if (t[i] == '\\' && i + 1 < n)
+                    i++;
+                line += t[i++] == '\n';
+            }
+            i++;
+        } else if (c == '/' && i < n && t[i] == '*') { /* a comment */
+            for (i++; i < n && !(t[i] == '*' && i + 1 < n && t[i + 1] == '/'); i++)
+                line += t[i] == '\n';
+            i += 2;
+        } else if (c == '#' || (c == '/' && i < n && t[i] == '/')) {
+            while (i < n && t[i] != '\n')
+                i++;
+        }
+    }
+    free(name);
+    free(t);
+    return r;
+}
+
 int conftab_read(config_t *lc, const char *path, const char *incdir, struct conftab_log *log)
 {
     char fbuf[4096];
 
+    if (includes_check(path, path, path, incdir, 0, log) == INC_REFUSED)
+        return MXC_ECONFIG;
     if (incdir)
         config_set_include_dir(lc, incdir);
     if (config_read_file(lc, path))

@@ -180,7 +180,9 @@ int conftab_readable(const char *path, struct conftab_log *log);
 /* conftab_read - config_read_file(lc, path) on lc, which the caller has initialised and
  * destroys; incdir, when not NULL, becomes lc's include directory. Returns 0, or MXC_ECONFIG
  * after logging libconfig's error at its file (an @include as conftab_display_file shows it)
- * and line, or "PATH: cannot read: ..." for an I/O error. */
+ * and line, or "PATH: cannot read: ..." for an I/O error. An @include whose target exists but
+ * is no regular file (a directory, a FIFO, a device) is refused before libconfig reads anything,
+ * as "FILE:LINE: @include "NAME": not a regular file": libconfig 1.5 would end the process. */
 int conftab_read(config_t *lc, const char *path, const char *incdir, struct conftab_log *log);
 
 #endif

@@ -125,11 +125,15 @@ static int read_varint(const uint8_t **p, const uint8_t *end, uint64_t *out)
 
 int wire_scalar_field(const uint8_t *buf, size_t len, uint32_t field, int wire_type, uint64_t *value)
 {
-    const uint8_t *p = buf, *end = buf + len;
     int found = 0;
 
     if (!buf && len)
         return MXC_EINVAL;
+    /* Portability: NULL + 0 is undefined in C (clang's UBSan says so): an empty buffer may come
+     * as NULL, so the end is only computed for a real one. */
+    if (!buf)
+        return MXC_ENOENT;
+    const uint8_t *p = buf, *end = buf + len;
     while (p < end) {
         uint64_t tag, v = 0;
         if (read_varint(&p, end, &tag) != MXC_OK || (tag >> 3) == 0 || (tag >> 3) > WIRE_FIELD_MAX)
@@ -177,6 +181,8 @@ int wire_scalar_field(const uint8_t *buf, size_t len, uint32_t field, int wire_t
 
 uint64_t wire_peek_id(const uint8_t *buf, size_t len)
 {
+    if (!buf)
+        return 0; /* an empty message; NULL + 0 is undefined */
     const uint8_t *p = buf, *end = buf + (len < 64 ? len : 64);
     uint64_t tag, v;
 
@@ -193,24 +199,56 @@ uint64_t wire_peek_id(const uint8_t *buf, size_t len)
 
 Mxcache__Request__BodyCase wire_peek_body(const uint8_t *buf, size_t len)
 {
-    const uint8_t *p = buf, *end = buf + (len < 64 ? len : 64);
+    Mxcache__Request__BodyCase body = MXCACHE__REQUEST__BODY__NOT_SET;
     uint64_t tag, v;
 
-    /* Every Request we pack starts with its scalar fields (version, id), then the body. */
+    if (!buf)
+        return body; /* an empty message; NULL + 0 is undefined */
+    const uint8_t *p = buf, *end = buf + len;
+
+    /* Robustness: protobuf lets the last member of a oneof win, and a client may put other
+     * fields (unknown ones too) before the body, or two bodies: only a walk over every top-level
+     * field agrees with the decoder. The service routes on this answer, and a Check routed as
+     * an admin request ran on a worker, which cannot park it for a probe (its reply was lost
+     * and its probe request leaked: fuzz_request found it). The walk reads tags and skips
+     * values, allocates nothing, and the request's size is bounded before it gets here. */
     while (p < end) {
-        if (read_varint(&p, end, &tag) != MXC_OK)
+        if (read_varint(&p, end, &tag) != MXC_OK || (tag >> 3) == 0 || (tag >> 3) > WIRE_FIELD_MAX)
+            return body;
+        unsigned field = (unsigned)(tag >> 3);
+        /* version or id under another wire type: the request does not decode */
+        if (field <= 2 && (tag & 7) != 0)
+            return MXCACHE__REQUEST__BODY__NOT_SET;
+        switch (tag & 7) {
+        case 0:
+            if (read_varint(&p, end, &v) != MXC_OK)
+                return body;
             break;
-        if ((tag & 7) == 2) {
-            const ProtobufCFieldDescriptor *f = (tag >> 3) <= WIRE_FIELD_MAX
-                ? protobuf_c_message_descriptor_get_field(&mxcache__request__descriptor, (unsigned)(tag >> 3))
-                : NULL;
-            return f && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) ? (Mxcache__Request__BodyCase)(tag >> 3)
-                                                                 : MXCACHE__REQUEST__BODY__NOT_SET;
+        case 1:
+            if (end - p < 8)
+                return body;
+            p += 8;
+            break;
+        case 2: {
+            const ProtobufCFieldDescriptor *f =
+                protobuf_c_message_descriptor_get_field(&mxcache__request__descriptor, field);
+            if (f && (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF))
+                body = (Mxcache__Request__BodyCase)field; /* even if cut short right here */
+            if (read_varint(&p, end, &v) != MXC_OK || v > (uint64_t)(end - p))
+                return body;
+            p += v;
+            break;
         }
-        if ((tag & 7) != 0 || read_varint(&p, end, &v) != MXC_OK)
+        case 5:
+            if (end - p < 4)
+                return body;
+            p += 4;
             break;
+        default: /* groups (3, 4) and 6, 7: not a Request protobuf-c decodes */
+            return body;
+        }
     }
-    return MXCACHE__REQUEST__BODY__NOT_SET;
+    return body;
 }
 
 struct name_map {

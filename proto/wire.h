@@ -47,8 +47,10 @@ uint64_t wire_peek_id(const uint8_t *buf, size_t len);
 
 /* wire_peek_body - which body a packed Request carries (its Mxcache__Request__BodyCase, the
  * body's field number), looked up without decoding, so that a request can be routed before it
- * is parsed. BODY__NOT_SET when the start of the message does not show it; decoding decides
- * then. */
+ * is parsed: the body wire_request_unpack would give, that is the last member of the oneof
+ * wherever it is (protobuf's rule), found by walking every top-level field and skipping its
+ * value. BODY__NOT_SET when there is none. For bytes that do not decode the answer is only a
+ * guess (the body tag seen last before the bytes went wrong). Cheap: no allocation, one pass. */
 Mxcache__Request__BodyCase wire_peek_body(const uint8_t *buf, size_t len);
 
 /* Name <-> value for the protocol enums. *_name never returns NULL ("?" for unknown values).

@@ -19,13 +19,15 @@ struct mailbox {
     char domain[ADDR_MAX_DOMAIN + 1];
 };
 
-char *sender_raw_text(const char *in, char *out, size_t outlen)
+/* raw_text - sender_raw_text of the first len bytes of in (which stops at a NUL too). */
+static char *raw_text(const char *in, size_t len, char *out, size_t outlen)
 {
     size_t o = 0;
+    const char *end = in ? in + len : NULL;
 
     if (outlen == 0)
         return out;
-    for (; in && *in && o < SENDER_KEY_MAX && o + 1 < outlen; in++) {
+    for (; in && in < end && *in && o < SENDER_KEY_MAX && o + 1 < outlen; in++) {
         unsigned char c = (unsigned char)*in;
         if (c < 0x20 || c == 0x7f)
             continue;
@@ -35,6 +37,11 @@ char *sender_raw_text(const char *in, char *out, size_t outlen)
     }
     out[o] = '\0';
     return out;
+}
+
+char *sender_raw_text(const char *in, char *out, size_t outlen)
+{
+    return raw_text(in, in ? strlen(in) : 0, out, outlen);
 }
 
 /* set_local - replaces m's local part with the n bytes at s (which may point into it). */
@@ -169,7 +176,9 @@ enum sender_kind sender_normalize(const char *in, char *out, size_t outlen)
         return SENDER_NULL;
     }
     if (addr_mailbox_canon(in, len, true, canon, sizeof canon) != MXC_OK) {
-        sender_raw_text(in, out, outlen);
+        /* Only the len bytes inside the brackets: the raw text of "<x>" is that of "x", as
+         * step 1 says (it kept the '>': fuzz_addr found it). */
+        raw_text(in, len, out, outlen);
         return SENDER_RAW;
     }
     /* canon is local@domain with at most ADDR_MAX_LOCAL + 1 + ADDR_MAX_DOMAIN bytes. */

@@ -766,6 +766,52 @@ START_TEST(test_include)
 }
 END_TEST
 
+/* An @include of a directory (or a FIFO, a device) is refused with its file and line: libconfig
+ * 1.5 would open it, fail to read it and call exit(2) from its scanner, ending the daemon, on a
+ * SIGHUP reload too (fuzz_config found it: tests/fuzz/regressions/fuzz_config/include_directory).
+ * The same text in a comment or a string is no @include and does not count. */
+START_TEST(test_include_not_a_file)
+{
+    struct config_errors errs = {0};
+    char path[PATH_MAX], inc[PATH_MAX], want[PATH_MAX + 256];
+    struct config *c;
+
+    write_file("incdir2/part.conf", "workers = 3;\n", inc, sizeof inc);
+    ck_assert_ptr_null(load_text("incdir2/dir.conf", "server = {\n  @include \".\"\n};\n", &errs,
+                                 path, sizeof path));
+    ck_assert_uint_eq(errs.n, 1);
+    snprintf(want, sizeof want, "%s:2: @include \".\": not a regular file", path);
+    ck_assert_str_eq(errs.msg[0], want);
+    config_errors_fini(&errs);
+
+    /* nested: the included file names the directory */
+    write_file("incdir2/nested.conf", "# nested\n@include \"..\"\n", inc, sizeof inc);
+    ck_assert_ptr_null(load_text("incdir2/top.conf", "@include \"nested.conf\"\n", &errs, path,
+                                 sizeof path));
+    ck_assert_uint_eq(errs.n, 1);
+    snprintf(want, sizeof want, "%s:2: @include \"..\": not a regular file", inc);
+    ck_assert_str_eq(errs.msg[0], want);
+    config_errors_fini(&errs);
+
+    /* in a comment or a string it is nothing; a regular file still works */
+    c = load_text("incdir2/ok.conf",
+                  "# @include \".\"\n/*\n@include \".\"\n*/\nlog = { level = \"info\n"
+                  "@include \\\".\\\"\"; };\n",
+                  &errs, path, sizeof path);
+    ck_assert_ptr_null(c); /* the level is no level, but that is the only error */
+    ck_assert_uint_eq(errs.n, 1);
+    ck_assert_msg(strstr(errs.msg[0], "log.level") != NULL, "%s", errs.msg[0]);
+    config_errors_fini(&errs);
+    c = load_text("incdir2/good.conf", "server = {\n  @include \"part.conf\"\n};\n", &errs, path,
+                  sizeof path);
+    if (!c)
+        dump_errors(&errs);
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(c->workers, 3);
+    config_free(c);
+}
+END_TEST
+
 /* ---- verify.routes ---- */
 
 static const char routes_text[] =
@@ -1083,6 +1129,7 @@ static Suite *config_suite(void)
     tcase_add_test(tc, test_no_followup_errors);
     tcase_add_test(tc, test_missing_file);
     tcase_add_test(tc, test_include);
+    tcase_add_test(tc, test_include_not_a_file);
     tcase_add_test(tc, test_print_defaults);
     tcase_add_test(tc, test_print_overrides);
     tcase_add_test(tc, test_reload_diff);

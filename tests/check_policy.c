@@ -636,6 +636,8 @@ static const struct erow erows[] = {
     {"metrics: { listen = \"127.0.0.1:65536\"; };\n", "p.conf:1: metrics.listen: bad address"},
     {"metrics: { listen = \"::1:80\"; };\n", "p.conf:1: metrics.listen: bad address"},
     {"metrics: { listen = 10043; };\n", "p.conf:1: metrics.listen: wrong type"},
+    /* a directory: libconfig 1.5 would call exit(2) from its scanner (fuzz_config found it) */
+    {"service: {\n@include \"/\"\n};\n", "p.conf:2: @include \"/\": not a regular file"},
 };
 
 START_TEST(test_conf_errors)

@@ -70,6 +70,11 @@ static const struct {
     {"x@ex\x1b[31mample", "x@ex[31mample", SENDER_RAW},
     {"\xc3\xa9t\xc3\xa9@example.com", "??t??@example.com", SENDER_RAW},
     {"<", "<", SENDER_RAW},
+    /* the brackets around a value that is no mailbox go too (fuzz_addr found "<com>" keyed as
+     * "com>": tests/fuzz/regressions/fuzz_addr/bracketed_raw_sender) */
+    {"<com>", "com", SENDER_RAW},
+    {"<Not An Address>", "not an address", SENDER_RAW},
+    {"<<>>", "<>", SENDER_RAW},
 };
 
 START_TEST(test_table)
