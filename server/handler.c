@@ -7,6 +7,7 @@
 #include "handler.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1337,6 +1338,38 @@ void handler_fail_replies(struct handler *h, struct handler_reply *replies, size
     }
 }
 
+/* Robustness: once the store refuses every write (store_failed: disk full or read-only) each
+ * round that writes fails the same way; logging each one wrote 12,000 lines in 5 s in
+ * tests/fault/test_store_errors.sh, into a log that may sit on the same full disk. The refusals
+ * are logged once per STORE_REFUSED_LOG_MS with how many there were; the failure that stopped
+ * the store is always logged, with RocksDB's own words. */
+#define STORE_REFUSED_LOG_MS 10000
+static _Atomic uint64_t refused_logged_ms; /* monotonic ms of the last refusal logged */
+static _Atomic uint64_t refused_quiet;     /* refusals not logged since */
+
+/* log_commit_error - the STORE line of a failed commit; refused: the store had stopped writes
+ * before this commit (the line is rate-limited). Any thread. */
+static void log_commit_error(size_t writes, const char *err, bool refused)
+{
+    struct timespec ts;
+    uint64_t now, last;
+
+    if (!refused) {
+        log_msg(LOG_ERR, "STORE", "op=commit writes=%zu error=\"%s\"", writes, err);
+        return;
+    }
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+    last = atomic_load(&refused_logged_ms);
+    if ((last != 0 && now - last < STORE_REFUSED_LOG_MS) ||
+        !atomic_compare_exchange_strong(&refused_logged_ms, &last, now)) {
+        atomic_fetch_add(&refused_quiet, 1);
+        return;
+    }
+    log_msg(LOG_ERR, "STORE", "op=commit writes=%zu refused_since_last=%llu error=\"%s\"", writes,
+            (unsigned long long)atomic_exchange(&refused_quiet, 0), err);
+}
+
 /* commit_round - commits the round's writes; with wait, a durable round waits for its fsync,
  * without, *need_sync says whether it still has to be made durable (store_sync_wal). */
 static int commit_round(struct handler *h, struct handler_reply *replies, size_t n, bool wait,
@@ -1352,10 +1385,11 @@ static int commit_round(struct handler *h, struct handler_reply *replies, size_t
     if (writes == 0)
         return MXC_OK;
     clock_gettime(CLOCK_MONOTONIC, &t0);
+    bool refused = store_failed(h->env->st);
     int rc = sync ? store_batch_commit(h->batch, err, sizeof err)
                   : store_batch_commit_lazy(h->batch, err, sizeof err);
     if (rc != MXC_OK) {
-        log_msg(LOG_ERR, "STORE", "op=commit writes=%zu error=\"%s\"", writes, err);
+        log_commit_error(writes, err, refused);
         ctr_add(h->ctr, CTR_ERR_STORE, 1);
         handler_fail_replies(h, replies, n);
         h->ntouched = 0;

@@ -91,7 +91,8 @@ int store_batch_commit_lazy(store_batch *b, char *err, size_t errlen);
  * makes those writes durable with store_sync_wal; replies that depend on them wait for it.
  * store_syncs says whether the store was opened with sync (without, there is nothing to wait
  * for and store_sync_wal does nothing). store_sync_wal fsyncs every write committed before the
- * call; it may run beside commits of other threads. Returns 0 or MXC_ESTORE with err filled. */
+ * call; commits of other threads wait while it runs (see store.c). Returns 0 or MXC_ESTORE with
+ * err filled; once store_failed, MXC_ESTORE at once. */
 bool store_syncs(const store *st);
 int store_sync_wal(store *st, char *err, size_t errlen);
 
@@ -113,6 +114,13 @@ int store_compact(store *st, Mxcache__Keyspace ks, char *err, size_t errlen);
 /* store_cancel_compaction - makes a running and every later store_compact return early; for
  * shutdown, so that a long compaction does not hold the process past its stop deadline. */
 void store_cancel_compaction(store *st);
+
+/* store_failed - true once a commit or a WAL sync has failed (disk full, read-only, I/O error).
+ * Robustness: RocksDB 7.8 as Debian builds it aborts the process when a WAL file that failed a
+ * write is used again (see store.c), so from then on every commit, sync and compaction fails at
+ * once with MXC_ESTORE without touching the database; reads go on. Only reopening the database
+ * (a restart of mxcached) clears it. Any thread; does not block. */
+bool store_failed(const store *st);
 
 /* store_stats - RocksDB's estimate of live keys and the bytes of SST files of ks (or of all
  * keyspaces for KEYSPACE_UNSPECIFIED). Returns 0 or MXC_EINVAL. */
