@@ -105,6 +105,21 @@ fault_policy() {
     fault_start "$1" "$MXCACHE_POLICY" "${POLICY_ROOT[@]}" --config "$2" --foreground
 }
 
+# fault_start_pair EP HOOK TIMEOUT - mxcached with $FAULT_DIR/mxcached.conf (listening on EP)
+# and a hook on 127.0.0.1:HOOK asking it with service.timeout TIMEOUT; waits until both serve.
+fault_start_pair() {
+    cat >"$FAULT_DIR/policy.conf" <<CF
+server: { listen = ["inet:127.0.0.1:$2"]; };
+service: { endpoints = ["$1"]; timeout = "$3"; mx_name = "mx.fault.test"; };
+log: { target = "stderr"; level = "info"; };
+metrics: { listen = ""; };
+CF
+    fault_mxcached mxcached "$FAULT_DIR/mxcached.conf"
+    fault_wait_ready mxcached "$1"
+    fault_policy policy "$FAULT_DIR/policy.conf"
+    e2e_wait_port "$2"
+}
+
 # fault_ctl ENDPOINT ARGS... - mxcachectl against ENDPOINT with a bounded wait.
 fault_ctl() {
     local ep=$1; shift

@@ -89,16 +89,7 @@ $ROUTES
   );
 };
 CF
-cat >"$FAULT_DIR/policy.conf" <<CF
-server: { listen = ["inet:127.0.0.1:$HOOK"]; };
-service: { endpoints = ["$EP"]; timeout = "${HOOK_TIMEOUT_S}s"; mx_name = "mx.fault.test"; };
-log: { target = "stderr"; level = "info"; };
-metrics: { listen = ""; };
-CF
-fault_mxcached mxcached "$FAULT_DIR/mxcached.conf"
-fault_wait_ready mxcached "$EP"
-fault_policy policy "$FAULT_DIR/policy.conf"
-e2e_wait_port "$HOOK"
+fault_start_pair "$EP" "$HOOK" "${HOOK_TIMEOUT_S}s"
 
 # direct CLIENT RCPT - the Check straight to mxcached: "rule=... action=... code=..." line.
 direct() {

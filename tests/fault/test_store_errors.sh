@@ -64,16 +64,7 @@ log: { target = "stderr"; level = "info"; decisions = "off"; };
 greylist: { enabled = true; delay = "1h"; reply_text = "$TEXT, retry in {remaining} s"; };
 metrics: { listen = ""; };
 CF
-cat >"$FAULT_DIR/policy.conf" <<CF
-server: { listen = ["inet:127.0.0.1:$HOOK"]; };
-service: { endpoints = ["$EP"]; timeout = "3s"; mx_name = "mx.fault.test"; };
-log: { target = "stderr"; level = "info"; };
-metrics: { listen = ""; };
-CF
-fault_mxcached mxcached "$FAULT_DIR/mxcached.conf"
-fault_wait_ready mxcached "$EP"
-fault_policy policy "$FAULT_DIR/policy.conf"
-e2e_wait_port "$HOOK"
+fault_start_pair "$EP" "$HOOK" 3s
 fault_ctl "$EP" whitelist add client 198.51.100.0/24 --comment "fault test" >/dev/null
 
 ACKS=()
