@@ -15,6 +15,15 @@
  * first reply wins and later ones are dropped. There is no fail-back: the current endpoint stays
  * where it is until it fails.
  *
+ * Security: with CURVE options every socket is a CURVE client of the service's public key, so
+ * a service without the matching secret key cannot complete a handshake. A socket monitor per
+ * endpoint reports handshake failures, which libzmq otherwise only retries in silence; they are
+ * read when a request times out, when the caller asks (mxc_handshake_error, mxc_connected) and
+ * at most every MXC_MONITOR_READ_MS while requests are pending. libzmq gives up on an endpoint
+ * that refused a handshake (ZAP status, protocol error) for good; the handle dials it anew after
+ * MXC_REDIAL_MS, doubling up to MXC_REDIAL_MAX_MS, so that a key listed later or a connection
+ * slot freed later is found without a restart of the caller.
+ *
  * Trust: replies are untrusted input. ZMQ_MAXMSGSIZE bounds their size before they reach us; a
  * reply that does not unpack, has another protocol version, has more than one frame or carries an
  * id we are not waiting for is dropped and counted, never passed to a caller.
@@ -54,6 +63,10 @@
 #define MXC_DISPATCH_BATCH 4096              /* replies read per socket per mxc_dispatch */
 #define MXC_MAX_BUCKETS 65536                /* hash buckets of the pending table, at most */
 #define MXC_ERRTEXT_MAX 96                   /* bytes of untrusted text copied into messages */
+#define MXC_MONITOR_HWM 256                  /* socket monitor events queued per endpoint */
+#define MXC_MONITOR_READ_MS 100              /* least time between two reads of the monitors */
+#define MXC_REDIAL_MS 1000                   /* after a refused handshake, dial again after this, */
+#define MXC_REDIAL_MAX_MS 30000              /* doubled at each refusal up to this */
 
 #define NS_PER_MS INT64_C(1000000)
 
@@ -78,11 +91,25 @@ struct call_state {
     Mxcache__Reply *reply;
 };
 
+/* What the socket monitor of one endpoint said about its handshakes. */
+struct handshake {
+    void *mon;          /* PAIR connected to the socket's monitor */
+    int connected;      /* a TCP/ipc connection is up, its handshake not yet done */
+    int ok;             /* the last handshake succeeded */
+    int64_t redial_ns;  /* > 0: dial the endpoint anew at this time (see read_monitors) */
+    int redial_ms;      /* the next wait before a redial: doubles while refusals go on */
+    char error[300];    /* the last failure, "" when none since the last success */
+};
+
 struct mxc_client {
     void *ctx;
     size_t n;
     void *socks[MXC_MAX_ENDPOINTS];
     char *endpoints[MXC_MAX_ENDPOINTS];
+    struct handshake hs[MXC_MAX_ENDPOINTS];
+    int64_t monitor_read_ns;    /* when the monitors were last read */
+    char curve_server[41], curve_public[41], curve_secret[41]; /* "" without CURVE */
+    char hs_text[300];          /* mxc_handshake_error's text */
     size_t cur;                 /* the current endpoint */
     struct mxc_options opt;
     uint64_t next_id;           /* never 0 */
@@ -364,6 +391,7 @@ void mxc_options_init(struct mxc_options *opt)
     opt->max_inflight = MXC_DEFAULT_MAX_INFLIGHT;
     opt->reconnect_ms = MXC_DEFAULT_RECONNECT_MS;
     opt->reconnect_max_ms = MXC_DEFAULT_RECONNECT_MAX_MS;
+    opt->server_key = opt->public_key = opt->secret_key = NULL;
 }
 
 /* check_options - 0, or -1 with the reason in err. */
@@ -471,6 +499,7 @@ static int setup_socket(struct mxc_client *c, size_t k, char *err, size_t errlen
         {"ZMQ_HEARTBEAT_TIMEOUT", ZMQ_HEARTBEAT_TIMEOUT, MXC_HEARTBEAT_TIMEOUT_MS},
         {"ZMQ_HEARTBEAT_TTL", ZMQ_HEARTBEAT_TTL, MXC_HEARTBEAT_TTL_MS},
         {"ZMQ_CONNECT_TIMEOUT", ZMQ_CONNECT_TIMEOUT, MXC_CONNECT_TIMEOUT_MS},
+        {"ZMQ_IPV6", ZMQ_IPV6, 1}, /* tcp://[::1]:P, and names with AAAA records */
         /* A full queue must mean backpressure from the peer, not a burst of our own requests. */
         {"ZMQ_SNDHWM", ZMQ_SNDHWM, hwm},
         {"ZMQ_RCVHWM", ZMQ_RCVHWM, hwm},
@@ -493,6 +522,26 @@ static int setup_socket(struct mxc_client *c, size_t k, char *err, size_t errlen
     }
     if (zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &maxmsg, sizeof(maxmsg)) != 0) {
         errf(err, errlen, "zmq_setsockopt ZMQ_MAXMSGSIZE: %s", zmq_strerror(errno));
+        return -1;
+    }
+    if (c->curve_server[0] &&
+        (zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, c->curve_server, 40) != 0 ||
+         zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->curve_public, 40) != 0 ||
+         zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->curve_secret, 40) != 0)) {
+        errf(err, errlen, "cannot set the CURVE keys: %s (libzmq without libsodium?)", zmq_strerror(errno));
+        return -1;
+    }
+    char mon_ep[64];
+    const int mon_hwm = MXC_MONITOR_HWM, zero = 0;
+    snprintf(mon_ep, sizeof mon_ep, "inproc://mxc-monitor-%p-%zu", (void *)c, k);
+    c->hs[k].mon = zmq_socket(c->ctx, ZMQ_PAIR);
+    if (!c->hs[k].mon || zmq_setsockopt(c->hs[k].mon, ZMQ_RCVHWM, &mon_hwm, sizeof mon_hwm) != 0 ||
+        zmq_setsockopt(c->hs[k].mon, ZMQ_LINGER, &zero, sizeof zero) != 0 ||
+        zmq_socket_monitor(s, mon_ep, ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED |
+                                          ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                                          ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0 ||
+        zmq_connect(c->hs[k].mon, mon_ep) != 0) {
+        errf(err, errlen, "cannot monitor the socket: %s", zmq_strerror(errno));
         return -1;
     }
     if (zmq_connect(s, c->endpoints[k]) != 0) {
@@ -525,6 +574,20 @@ mxc_client *mxc_client_create(const char *const *endpoints, size_t n,
         mxc_options_init(&o);
     if (check_options(&o, err, errlen) != 0)
         return NULL;
+    int nkeys = (o.server_key != NULL) + (o.public_key != NULL) + (o.secret_key != NULL);
+    if (nkeys != 0 && nkeys != 3) {
+        errf(err, errlen, "CURVE needs all three keys: server_key, public_key and secret_key");
+        return NULL;
+    }
+    const char *const keys[3] = {o.server_key, o.public_key, o.secret_key};
+    static const char *const key_names[3] = {"server_key", "public_key", "secret_key"};
+    for (int i = 0; i < nkeys; i++) {
+        uint8_t raw[32];
+        if (strlen(keys[i]) != 40 || !zmq_z85_decode(raw, keys[i])) {
+            errf(err, errlen, "%s is not a Z85 CURVE key (40 characters)", key_names[i]);
+            return NULL;
+        }
+    }
     for (size_t i = 0; i < n; i++)
         if (check_endpoint(i, endpoints[i], err, errlen) != 0)
             return NULL;
@@ -535,6 +598,13 @@ mxc_client *mxc_client_create(const char *const *endpoints, size_t n,
         return NULL;
     }
     c->opt = o;
+    if (nkeys == 3) {
+        memcpy(c->curve_server, o.server_key, 41);
+        memcpy(c->curve_public, o.public_key, 41);
+        memcpy(c->curve_secret, o.secret_key, 41);
+    }
+    /* The key strings are the caller's; the copy above is what the handle uses. */
+    c->opt.server_key = c->opt.public_key = c->opt.secret_key = NULL;
     c->next_id = 1;
     c->next_due_ns = INT64_MAX;
     snprintf(c->err, sizeof(c->err), "no error");
@@ -590,10 +660,16 @@ void mxc_client_destroy(mxc_client *c)
         complete(p, MXC_ECLOSED, NULL);
     }
     for (size_t k = 0; k < c->n; k++) {
-        if (c->socks[k])
+        if (c->socks[k]) {
+            if (c->hs[k].mon)
+                zmq_socket_monitor(c->socks[k], NULL, 0);
             zmq_close(c->socks[k]);
+        }
+        if (c->hs[k].mon)
+            zmq_close(c->hs[k].mon);
         free(c->endpoints[k]);
     }
+    memset(c->curve_secret, 0, sizeof c->curve_secret);
     if (c->ctx) {
         /* ZMQ_LINGER 0 on every socket, so this does not wait for the network. */
         for (int i = 0; i < 100 && zmq_ctx_term(c->ctx) != 0 && errno == EINTR; i++)
@@ -667,6 +743,123 @@ int mxc_submit(mxc_client *c, Mxcache__Request *req, int timeout_ms, mxc_callbac
     return submit(c, req, timeout_ms, cb, arg, id);
 }
 
+/* schedule_redial - the next dial of a refused endpoint, with a doubling wait, so that a
+ * client the service keeps refusing does not knock every second. */
+static void schedule_redial(struct mxc_client *c, struct handshake *h)
+{
+    h->redial_ms = h->redial_ms ? h->redial_ms * 2 : MXC_REDIAL_MS;
+    if (h->redial_ms > MXC_REDIAL_MAX_MS)
+        h->redial_ms = MXC_REDIAL_MAX_MS;
+    h->redial_ns = c->monitor_read_ns + (int64_t)h->redial_ms * NS_PER_MS;
+}
+
+/* read_monitors - takes every event the endpoints' monitors have queued into c->hs. */
+static void read_monitors(struct mxc_client *c)
+{
+    c->monitor_read_ns = now_ns();
+    for (size_t k = 0; k < c->n; k++) {
+        struct handshake *h = &c->hs[k];
+        for (;;) {
+            zmq_msg_t m;
+            uint8_t head[6];
+            uint16_t event;
+            uint32_t value;
+            zmq_msg_init(&m);
+            if (!h->mon || zmq_msg_recv(&m, h->mon, ZMQ_DONTWAIT) < 0) {
+                zmq_msg_close(&m);
+                break;
+            }
+            int ok = zmq_msg_size(&m) == sizeof head, more = zmq_msg_more(&m);
+            if (ok)
+                memcpy(head, zmq_msg_data(&m), sizeof head);
+            zmq_msg_close(&m);
+            if (more) /* the endpoint's address: not needed */
+                discard_rest(h->mon);
+            if (!ok)
+                continue;
+            memcpy(&event, head, 2);
+            memcpy(&value, head + 2, 4);
+            switch (event) {
+            case ZMQ_EVENT_CONNECTED:
+                h->connected = 1;
+                break;
+            case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+                h->connected = 0;
+                h->ok = 1;
+                h->redial_ms = 0;
+                h->error[0] = '\0';
+                break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+                h->connected = 0;
+                h->ok = 0;
+                /* Robustness: libzmq never dials a refused endpoint again by itself, yet the
+                 * refusal may end (a key listed by a reload, a connection limit freed). */
+                schedule_redial(c, h);
+                snprintf(h->error, sizeof h->error,
+                         "the service refused this client (status %u): its public key is not in the "
+                         "service's security.client_keys or admin_keys, its address is not in "
+                         "security.allow, or it has server.max_connections(_per_client) connections",
+                         (unsigned)value);
+                break;
+            case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+                h->connected = 0;
+                h->ok = 0;
+                if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL) /* not retried by libzmq either */
+                    schedule_redial(c, h);
+                char why[64];
+                if (event == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL)
+                    snprintf(why, sizeof why, "protocol error 0x%x", (unsigned)value);
+                else
+                    snprintf(why, sizeof why, "%s", zmq_strerror((int)value));
+                snprintf(h->error, sizeof h->error, "ZeroMQ handshake failed (%s): %s", why,
+                         c->curve_server[0] ? "the service's key is not the configured server key, "
+                                              "or the service does not use CURVE"
+                                            : "the service uses CURVE: configure its public key and "
+                                              "a key pair for this client");
+                break;
+            case ZMQ_EVENT_DISCONNECTED:
+                /* Closed before the handshake ended: what a CURVE server does to a HELLO made for
+                 * another server key, and a plain server to a CURVE client. */
+                if (h->connected && !h->error[0])
+                    snprintf(h->error, sizeof h->error, "the service closed the connection during "
+                             "the handshake: %s",
+                             c->curve_server[0] ? "wrong server key (the service's public key), or "
+                                                  "the service does not use CURVE"
+                                                : "the service probably requires CURVE keys");
+                h->connected = 0;
+                h->ok = 0;
+                break;
+            default:
+                break;
+            }
+        }
+        if (h->redial_ns > 0 && c->monitor_read_ns >= h->redial_ns) {
+            /* A second zmq_connect to the same endpoint does nothing: the old, given-up session
+             * has to go first. Requests queued for it move on through the usual failover. */
+            h->redial_ns = 0;
+            zmq_disconnect(c->socks[k], c->endpoints[k]);
+            zmq_connect(c->socks[k], c->endpoints[k]);
+        }
+    }
+}
+
+const char *mxc_handshake_error(mxc_client *c)
+{
+    if (!c)
+        return NULL;
+    read_monitors(c);
+    for (size_t k = 0; k < c->n; k++) {
+        if (c->hs[k].ok || !c->hs[k].error[0])
+            continue;
+        char shown[MXC_ERRTEXT_MAX];
+        snprintf(c->hs_text, sizeof c->hs_text, "%s: %s",
+                 printable(c->endpoints[k], shown, sizeof shown), c->hs[k].error);
+        return c->hs_text;
+    }
+    return NULL;
+}
+
 /* mxc_call - mxc_submit plus a zmq_poll loop over the handle's own sockets until the reply. */
 int mxc_call(mxc_client *c, Mxcache__Request *req, int timeout_ms, Mxcache__Reply **reply)
 {
@@ -711,8 +904,10 @@ int mxc_call(mxc_client *c, Mxcache__Request *req, int timeout_ms, Mxcache__Repl
     }
     *reply = st.reply;
     if (st.status == MXC_ETIMEDOUT) {
-        set_error(c, MXC_ETIMEDOUT, "no reply from the service within %d ms",
-                  timeout_ms > 0 ? timeout_ms : c->opt.timeout_ms);
+        const char *hs = mxc_handshake_error(c);
+        set_error(c, MXC_ETIMEDOUT, "no reply from the service within %d ms%s%s%s",
+                  timeout_ms > 0 ? timeout_ms : c->opt.timeout_ms, hs ? " (" : "", hs ? hs : "",
+                  hs ? ")" : "");
     } else if (st.status == MXC_ESERVER && st.reply && st.reply->error) {
         char shown[MXC_ERRTEXT_MAX];
         set_error(c, MXC_ESERVER, "service error %s: %s", wire_error_name(st.reply->error->code),
@@ -803,6 +998,9 @@ int mxc_dispatch(mxc_client *c)
     if (c->inflight == 0)
         return ran;
     now = now_ns();
+    /* The monitors' queues stay short while the handle is busy and unconnected. */
+    if (now - c->monitor_read_ns >= MXC_MONITOR_READ_MS * NS_PER_MS)
+        read_monitors(c);
     force = c->unsent > 0 && any_writable(c);
     if (now < c->next_due_ns && !force)
         return ran;
@@ -825,7 +1023,10 @@ int mxc_inflight(const mxc_client *c)
 /* mxc_connected - any_writable, for callers that tell "no connection" from "no answer". */
 int mxc_connected(mxc_client *c)
 {
-    return c ? any_writable(c) : MXC_EINVAL;
+    if (!c)
+        return MXC_EINVAL;
+    read_monitors(c);
+    return any_writable(c);
 }
 
 /* mxc_current_endpoint - where new requests go first. */

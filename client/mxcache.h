@@ -48,6 +48,11 @@ struct mxc_options {
     int max_inflight;
     int reconnect_ms;
     int reconnect_max_ms;
+    /* CURVE: all three or none (NULL: plain ZeroMQ). Z85 texts of 40 characters, copied: the
+     * service's public key and this client's key pair (mxcachectl keygen). */
+    const char *server_key;
+    const char *public_key;
+    const char *secret_key;
 };
 
 /* mxc_options_init - fills opt with the defaults above. */
@@ -119,6 +124,13 @@ MXC_API int mxc_inflight(const mxc_client *c);
  * when none has (the service is down or unreachable: ZMQ_IMMEDIATE lets a socket write only to a
  * completed connection), or a negative MXC_E* code. Does not block. */
 MXC_API int mxc_connected(mxc_client *c);
+
+/* mxc_handshake_error - why the last connection attempt to some endpoint failed its ZeroMQ
+ * handshake, when none has succeeded since: a wrong server key, a key the service does not
+ * list, a CURVE client against a plain service or the reverse. NULL when there is nothing to
+ * say. The text (valid until the next call on the handle) names the endpoint. Does not block;
+ * mxc_call adds it to the text of a timeout. */
+MXC_API const char *mxc_handshake_error(mxc_client *c);
 
 /* mxc_current_endpoint - the endpoint new requests go to first (borrowed string). */
 MXC_API const char *mxc_current_endpoint(const mxc_client *c);

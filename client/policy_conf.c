@@ -254,6 +254,12 @@ static void check_config(struct load *ld)
         !httpd_listen_valid(c->metrics_listen, err, sizeof err))
         check_error(ld, P_metrics_listen, "bad address %s: %s", conftab_quote(c->metrics_listen, q, sizeof q),
                     err);
+    /* CURVE: both keys or neither (a syntax check only; the files are read at start). */
+    if (!ld->mark[P_server_key].bad && !ld->mark[P_key_file].bad &&
+        (c->server_key[0] == '\0') != (c->key_file[0] == '\0'))
+        check_error(ld, c->server_key[0] ? P_server_key : P_key_file,
+                    "service.server_key and service.key_file go together: the service's public key "
+                    "and this hook's key pair (mxcachectl keygen), or neither for plain ZeroMQ");
     if (!ld->mark[P_max_line].bad && !ld->mark[P_max_request].bad && c->max_line > c->max_request)
         check_error(ld, ld->mark[P_max_line].set ? P_max_line : P_max_request,
                     "server.max_line (%llu) is larger than server.max_request (%llu)",

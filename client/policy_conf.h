@@ -18,7 +18,7 @@
 
 /* Every setting: X(group, name, TYPE, field, default, min, max, choices, help).
  *
- * Types: INT (integer); SIZE (bytes: an integer or a string such as "16K"); DURATION
+ * Types: BOOL (true/false); INT (integer); SIZE (bytes: an integer or a string such as "16K"); DURATION
  * (milliseconds in the struct; in the file an integer counts seconds, or a string with a unit:
  * "500ms", "5s", "5m"); STRING; MODE (file permissions as an octal string, "0660"); ENUM (one of
  * the '|'-separated choices, stored as its index); LIST (strings; the default is '|'-separated).
@@ -39,6 +39,10 @@
       "largest request (all its lines); a larger one closes the connection")                      \
     X("server", "max_attributes", INT, max_attributes, "100", 1, 10000, NULL,                      \
       "most attribute lines in one request; more close the connection")                           \
+    X("server", "user", STRING, user, "", 0, 0, NULL,                                              \
+      "started as root: listen, then run as this user; \"\": do not change user")                 \
+    X("server", "allow_root", BOOL, allow_root, "false", 0, 0, NULL,                               \
+      "run as root (without server.user) instead of refusing to start")                          \
     X("server", "shutdown_timeout", DURATION, shutdown_timeout, "5s", 0, 600000, NULL,             \
       "on SIGTERM or SIGINT, how long to wait for answers still in flight")                       \
     X("service", "endpoints", LIST, endpoints, "tcp://127.0.0.1:10041", 0, 0, NULL,                \
@@ -56,6 +60,10 @@
     X("service", "fallback_text", STRING, fallback_text,                                           \
       "Temporary policy service failure, try again later", 0, 0, NULL,                             \
       "text of the defer fallback (printable ASCII)")                                             \
+    X("service", "server_key", STRING, server_key, "", 0, 0, NULL,                                 \
+      "the service's CURVE public key: its NAME.pub file or the Z85 text; \"\": no CURVE")         \
+    X("service", "key_file", STRING, key_file, "", 0, 0, NULL,                                     \
+      "this hook's CURVE key pair (mxcachectl keygen), listed in the service's client_keys")      \
     X("service", "ping_interval", DURATION, ping_interval, "5s", 0, 3600000, NULL,                 \
       "with no answer for this long, ping the service (for /readyz and service_up); 0: off")      \
     X("metrics", "listen", STRING, metrics_listen, "127.0.0.1:10043", 0, 0, NULL,                  \
@@ -72,6 +80,7 @@
 #define POLICY_KNOWN_STATES "CONNECT|EHLO|HELO|MAIL|RCPT|DATA|END-OF-MESSAGE|VRFY|ETRN"
 
 enum policy_conf_type {
+    PCONF_BOOL,
     PCONF_INT,
     PCONF_SIZE,
     PCONF_DURATION,
@@ -86,6 +95,7 @@ struct policy_conf_list {
     size_t n;
 };
 
+#define PCONF_CTYPE_BOOL bool
 #define PCONF_CTYPE_INT long long
 #define PCONF_CTYPE_SIZE uint64_t
 #define PCONF_CTYPE_DURATION uint64_t

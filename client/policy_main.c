@@ -7,8 +7,11 @@
  *
  * SECURITY: listens on the addresses of server.listen (loopback TCP by default; unix sockets with
  * server.unix_mode), or serves stdin/stdout with --stdio (Postfix spawn(8)). Every byte from a
- * connection is hostile; a bad connection is closed, never the process. Runs with the privileges
- * it is started with and needs none: run it as an unprivileged user (the systemd unit does). With
+ * connection is hostile; a bad connection is closed, never the process. Needs no privileges:
+ * refuses to run as root unless told to (server.allow_root, --allow-root); started as root with
+ * server.user it reads its key file and opens its listeners, then becomes that user for good
+ * (the systemd unit starts it as an unprivileged user to begin with). With service.server_key
+ * and service.key_file it talks to the service over CURVE. With
  * --stdio, stderr may be the Postfix connection itself, so logs always go to syslog then.
  * metrics.listen (loopback by default) serves /metrics, /healthz and /readyz without
  * authentication, in a thread of its own that reads only the loop's atomics; --stdio serves none
@@ -25,8 +28,10 @@
 #include <unistd.h>
 
 #include "httpd.h"
+#include "keyfile.h"
 #include "mxc_err.h"
 #include "policy_conf.h"
+#include "privs.h"
 #include "policy_listen.h"
 #include "log.h"
 #include "policy_metrics.h"
@@ -39,7 +44,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: mxcache-policy [--config FILE] [--foreground] [--stdio] [--check-config]\n"
-            "                      [--print-config]\n"
+            "                      [--print-config] [--user USER] [--allow-root]\n"
             "\n"
             "  -c, --config FILE   read settings from FILE (default: the embedded defaults: listen\n"
             "                      on inet:127.0.0.1:10040, ask tcp://127.0.0.1:10041)\n"
@@ -49,6 +54,8 @@ static void usage(FILE *out)
             "  -t, --check-config  check the config, print each error with file and line, exit 1\n"
             "                      on errors and 0 when it is valid\n"
             "  -p, --print-config  print the effective settings and exit\n"
+            "  -u, --user USER     started as root: listen, then run as USER (server.user)\n"
+            "  -R, --allow-root    run as root instead of refusing to (server.allow_root)\n"
             "  -V, --version       print the version and exit\n"
             "\n"
             "Signals: TERM/INT stop accepting, answer what is in flight (at most\n"
@@ -103,8 +110,14 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'}, {"foreground", no_argument, NULL, 'f'},
         {"stdio", no_argument, NULL, 's'},        {"check-config", no_argument, NULL, 't'},
         {"print-config", no_argument, NULL, 'p'}, {"version", no_argument, NULL, 'V'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"help", no_argument, NULL, 'h'},         {"user", required_argument, NULL, 'u'},
+        {"allow-root", no_argument, NULL, 'R'},   {NULL, 0, NULL, 0},
     };
+    const char *user = NULL;
+    bool allow_root = false;
+    struct privs privs;
+    struct policy_curve curve;
+    bool use_curve = false;
     const char *path = NULL;
     bool foreground = false, stdio = false, check = false, print = false;
     struct policy_listener *ls = NULL;
@@ -113,13 +126,15 @@ int main(int argc, char **argv)
     sigset_t sigs;
     int c;
 
-    while ((c = getopt_long(argc, argv, "c:fstpVh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:fstpVhu:R", opts, NULL)) != -1) {
         switch (c) {
         case 'c': path = optarg; break;
         case 'f': foreground = true; break;
         case 's': stdio = true; break;
         case 't': check = true; break;
         case 'p': print = true; break;
+        case 'u': user = optarg; break;
+        case 'R': allow_root = true; break;
         case 'V': printf("mxcache-policy %s\n", MXCACHE_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
@@ -132,13 +147,37 @@ int main(int argc, char **argv)
     struct policy_conf *cf = load(path);
     if (!cf)
         return 1;
+    /* The key files are read here, while they still can be (before any change of user), and
+     * --check-config reads them too. */
+    memset(&curve, 0, sizeof curve);
+    if (cf->key_file[0]) {
+        struct keyfile kf;
+        if (keyfile_read(cf->key_file, true, &kf, err, sizeof err) != MXC_OK ||
+            keyfile_public(cf->server_key, curve.server_key, NULL, 0, err, sizeof err) != MXC_OK) {
+            fprintf(stderr, "mxcache-policy: service.%s: %s\n",
+                    kf.secret_key[0] ? "server_key" : "key_file", err);
+            memset(&kf, 0, sizeof kf);
+            policy_conf_free(cf);
+            return 1;
+        }
+        memcpy(curve.public_key, kf.public_key, sizeof curve.public_key);
+        memcpy(curve.secret_key, kf.secret_key, sizeof curve.secret_key);
+        memset(&kf, 0, sizeof kf);
+        use_curve = true;
+    }
     if (check || print) {
         if (print)
             policy_conf_print(cf, stdout);
         else
             printf("%s: OK\n", path ? path : "(embedded defaults)");
+        memset(&curve, 0, sizeof curve);
         policy_conf_free(cf);
         return 0;
+    }
+    if (privs_plan(user ? user : cf->user, allow_root || cf->allow_root, &privs, err, sizeof err) != MXC_OK) {
+        fprintf(stderr, "mxcache-policy: %s\n", err);
+        policy_conf_free(cf);
+        return 1;
     }
 
     const char *mx_name = cf->mx_name;
@@ -197,6 +236,17 @@ int main(int argc, char **argv)
         policy_conf_free(cf);
         return 1;
     }
+    /* Security: the listeners are open and the keys read; nothing past this point needs root. */
+    if (privs_drop(&privs, err, sizeof err) != MXC_OK) {
+        fprintf(stderr, "mxcache-policy: %s\n", err);
+        log_msg(LOG_ERR, "FATAL", "error=\"%s\"", err);
+        policy_listeners_close(ls, nls);
+        policy_conf_free(cf);
+        return 1;
+    }
+    if (privs.drop)
+        log_msg(LOG_INFO, "PRIVILEGES", "user=%s uid=%u gid=%u", privs.user, (unsigned)privs.uid,
+                (unsigned)privs.gid);
     int sigfd = signalfd(-1, &sigs, SFD_NONBLOCK | SFD_CLOEXEC);
     if (sigfd < 0) {
         log_msg(LOG_ERR, "FATAL", "error=\"signalfd: %s\"", strerror(errno));
@@ -207,7 +257,9 @@ int main(int argc, char **argv)
 
     for (size_t i = 0; i < nls; i++)
         log_msg(LOG_INFO, "LISTEN", "address=%s", ls[i].name);
-    policy_server *srv = policy_server_create(cf, ls, nls, stdio, mx_name, err, sizeof err);
+    policy_server *srv = policy_server_create(cf, ls, nls, stdio, mx_name, use_curve ? &curve : NULL,
+                                              err, sizeof err);
+    memset(&curve, 0, sizeof curve);
     if (!srv) { /* the listeners are closed by now */
         if (!stdio && foreground)
             fprintf(stderr, "mxcache-policy: %s\n", err);
@@ -233,10 +285,11 @@ int main(int argc, char **argv)
         log_msg(LOG_INFO, "METRICS", "address=%s port=%u", mlisten, httpd_port(http));
     }
     log_msg(stdio ? LOG_DEBUG : LOG_NOTICE, "START",
-               "version=%s config=%s mode=%s listen=%s service=%s timeout_ms=%llu fallback=%s mx_name=%s",
+               "version=%s config=%s mode=%s listen=%s service=%s security=%s timeout_ms=%llu fallback=%s mx_name=%s",
                MXCACHE_VERSION, path ? path : "(embedded defaults)", stdio ? "stdio" : "daemon",
                stdio ? "-" : list_text(&cf->listen, lbuf, sizeof lbuf),
-               list_text(&cf->endpoints, ebuf, sizeof ebuf), (unsigned long long)cf->timeout,
+               list_text(&cf->endpoints, ebuf, sizeof ebuf), use_curve ? "curve" : "none",
+               (unsigned long long)cf->timeout,
                cf->fallback == PCONF_FALLBACK_DUNNO ? "dunno" : "defer", mx_name);
 
     int rc = policy_server_run(srv, sigfd);

@@ -93,6 +93,7 @@ struct conn {
 };
 
 struct policy_server {
+    char handshake_error[300]; /* the last one logged, "" when none */
     const struct policy_conf *conf;
     char *mx_name;
     struct policy_listener *ls;
@@ -189,6 +190,12 @@ static bool outage_code(Mxcache__ErrorCode code)
 static bool timed_out(struct policy_server *s, bool ping, bool fallback)
 {
     bool connected = mxc_connected(s->mxc) > 0;
+    const char *hs = mxc_handshake_error(s->mxc);
+
+    /* A handshake that keeps failing (wrong keys) is said once per change, not per question. */
+    if (hs && strcmp(hs, s->handshake_error) != 0)
+        log_msg(LOG_ERR, "HANDSHAKE", "error=\"%s\"", hs);
+    snprintf(s->handshake_error, sizeof s->handshake_error, "%s", hs ? hs : "");
 
     service_bad(s,
                 ping ? (connected ? "ping_timeout" : "ping_unreachable")
@@ -843,7 +850,8 @@ static long min_timeout(long a, long b)
 }
 
 policy_server *policy_server_create(const struct policy_conf *conf, struct policy_listener *ls,
-                                    size_t nls, int stdio, const char *mx_name, char *err,
+                                    size_t nls, int stdio, const char *mx_name,
+                                    const struct policy_curve *curve, char *err,
                                     size_t errlen)
 {
     struct policy_server *s = calloc(1, sizeof *s);
@@ -891,6 +899,11 @@ policy_server *policy_server_create(const struct policy_conf *conf, struct polic
         s->ls_src[i] = (struct evsrc){.kind = SRC_LISTENER, .ptr = &ls[i]};
 
     mxc_options_init(&o);
+    if (curve) {
+        o.server_key = curve->server_key;
+        o.public_key = curve->public_key;
+        o.secret_key = curve->secret_key;
+    }
     o.timeout_ms = (int)conf->timeout;
     o.failover_ms = (int)conf->failover;
     /* Every queued request of every connection may be in flight at once. */

@@ -41,13 +41,21 @@ struct policy_stats {
 
 typedef struct policy_server policy_server;
 
+/* CURVE keys of the hook's connection to the service (Z85 texts), read by the caller from
+ * service.server_key and service.key_file while it may still read them. */
+struct policy_curve {
+    char server_key[41];
+    char public_key[41];
+    char secret_key[41];
+};
+
 /* policy_server_create - a server answering on the listeners (consumed: the server closes them,
  * even on failure) or, with stdio set, on the one connection stdin/stdout (ls must then be NULL).
- * mx_name is copied. Creates the libmxcache handle (which connects in the background), so call it
- * after any fork. NULL with the reason in err. */
+ * mx_name is copied; curve (NULL: plain ZeroMQ) is copied. Creates the libmxcache handle (which
+ * connects in the background), so call it after any fork. NULL with the reason in err. */
 policy_server *policy_server_create(const struct policy_conf *conf, struct policy_listener *ls,
-                                    size_t nls, int stdio, const char *mx_name, char *err,
-                                    size_t errlen);
+                                    size_t nls, int stdio, const char *mx_name,
+                                    const struct policy_curve *curve, char *err, size_t errlen);
 
 /* policy_server_run - serves until SIGTERM or SIGINT arrives on sigfd (a signalfd; -1: none) or,
  * with stdio, until the connection ends; then stops accepting, answers what is in flight for at

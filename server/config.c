@@ -18,8 +18,12 @@
  * BUGS: libconfig 1.5 silently truncates integer literals wider than 32 bits that lack the L
  * suffix (4294967396 reads as 100), so a large size must be written as a string ("1T") or with
  * L. libconfig 1.5 appends every @include name to the include directory (here the config file's
- * directory), so absolute @include paths do not work. */
+ * directory), so absolute @include paths do not work; an @include of anything but a regular file
+ * made its scanner exit the process, so conftab_read refuses one first. libconfig 1.5 leaks a few
+ * bytes per file refused for a syntax error (libconfig#142, fixed in 1.7.3). */
 #include "config.h"
+
+#include "auth.h"
 
 #include <arpa/inet.h>
 #include <libconfig.h>
@@ -464,6 +468,67 @@ static void check_greylist(struct load *ld)
     check_domain_list(ld, P_greylist_exempt_domains, &c->greylist_exempt_domains);
 }
 
+/* endpoint_is_local - whether a ZeroMQ endpoint can only be reached from this host: ipc, or tcp
+ * on a loopback address. */
+static bool endpoint_is_local(const char *e)
+{
+    if (strncmp(e, "ipc://", 6) == 0)
+        return true;
+    if (strncmp(e, "tcp://", 6) != 0)
+        return false;
+    e += 6;
+    if (strncmp(e, "localhost:", 10) == 0 || strncmp(e, "[::1]:", 6) == 0)
+        return true;
+    if (strncmp(e, "127.", 4) != 0)
+        return false;
+    const char *colon = strrchr(e, ':');
+    char host[INET_ADDRSTRLEN];
+    uint8_t bin[4];
+    if (!colon || (size_t)(colon - e) >= sizeof host)
+        return false;
+    memcpy(host, e, (size_t)(colon - e));
+    host[colon - e] = '\0';
+    return inet_pton(AF_INET, host, bin) == 1;
+}
+
+/* check_security - keys only with a key pair of the service's own, some key when there is one,
+ * and plain ZeroMQ only where nobody else can reach it unless the operator says otherwise. */
+static void check_security(struct load *ld)
+{
+    const struct config *c = ld->cfg;
+    bool curve = !ld->mark[P_security_key_file].bad && c->security_key_file[0] != '\0';
+    char q[96], why[96];
+
+    if (!ld->mark[P_security_key_file].bad && !curve &&
+        (c->security_client_keys.n > 0 || c->security_admin_keys.n > 0))
+        check_error(ld, P_security_key_file, c->security_client_keys.n ? P_security_client_keys : P_security_admin_keys,
+                    "security.client_keys and admin_keys need security.key_file: the service's own "
+                    "key pair (mxcachectl keygen)");
+    if (curve && c->security_client_keys.n == 0 && c->security_admin_keys.n == 0 &&
+        !ld->mark[P_security_client_keys].bad && !ld->mark[P_security_admin_keys].bad)
+        check_error(ld, P_security_key_file, -1,
+                    "security.key_file is set but neither security.client_keys nor admin_keys "
+                    "lists a key: no client could connect");
+    if (!ld->mark[P_security_allow].bad)
+        for (size_t i = 0; i < c->security_allow.n; i++) {
+            struct auth_net n;
+            if (auth_net_parse(c->security_allow.items[i], &n, why, sizeof why) != MXC_OK)
+                check_error(ld, P_security_allow, -1,
+                            "security.allow: %s: %s (expected an address or a network such as "
+                            "\"192.0.2.0/24\" or \"2001:db8::/32\")",
+                            conftab_quote(c->security_allow.items[i], q, sizeof q), why);
+        }
+    if (!ld->mark[P_listen].bad && !ld->mark[P_security_key_file].bad && !curve &&
+        !c->security_allow_insecure)
+        for (size_t i = 0; i < c->listen.n; i++)
+            if (strncmp(c->listen.items[i], "tcp://", 6) == 0 && !endpoint_is_local(c->listen.items[i]))
+                check_error(ld, P_listen, P_security_key_file,
+                            "server.listen: %s is reachable from other hosts but security.key_file "
+                            "is empty: set up CURVE keys (mxcachectl keygen), or set "
+                            "security.allow_insecure = true to serve it without authentication",
+                            conftab_quote(c->listen.items[i], q, sizeof q));
+}
+
 /* check_config - the rules that involve the meaning of a value or more than one setting. A
  * setting whose own value was refused is skipped, so one mistake gives one message. */
 static void check_config(struct load *ld)
@@ -525,6 +590,7 @@ static void check_config(struct load *ld)
                     "admin.list_page_size %lld is larger than admin.list_page_max %lld",
                     c->list_page_size, c->list_page_max);
     check_greylist(ld);
+    check_security(ld);
 }
 
 struct config *config_defaults(void)

@@ -98,7 +98,18 @@
     X(CTR_COMMIT_USEC, "store_commit_microseconds")                           \
     X(CTR_WAL_SYNCS, "store_wal_syncs")       /* pipelined syncs of Check rounds */ \
     X(CTR_WAL_SYNC_USEC, "store_wal_sync_microseconds")                       \
-    X(CTR_REPLIES_HELD, "replies_held_for_sync")
+    X(CTR_REPLIES_HELD, "replies_held_for_sync")                              \
+    X(CTR_CONNECTIONS, "connections_accepted")                                \
+    X(CTR_GAUGE_CONNECTIONS, "connections_open")           /* now */          \
+    X(CTR_AUTH_DENIED_KEY, "auth_denied_unknown_key")      /* at the handshake */ \
+    X(CTR_AUTH_DENIED_ADDRESS, "auth_denied_address")      /* not in security.allow */ \
+    X(CTR_AUTH_DENIED_REVOKED, "auth_denied_revoked_key")  /* key unlisted by a reload */ \
+    X(CTR_AUTH_DENIED_ADMIN, "auth_denied_admin_request")  /* client key, admin request */ \
+    X(CTR_LIMIT_CONNECTIONS, "limit_max_connections")                         \
+    X(CTR_LIMIT_CONNECTIONS_CLIENT, "limit_max_connections_per_client")       \
+    X(CTR_LIMIT_INFLIGHT_CLIENT, "limit_max_inflight_per_client")             \
+    X(CTR_LIMIT_QUEUED, "limit_max_queued")     /* times reading paused at max_queued */ \
+    X(CTR_LIMIT_LIST_PAGE, "limit_list_page_max")  /* list pages cut to list_page_max */
 
 #define COUNTER_ENUM(id, name) id,
 enum counter_id { COUNTERS(COUNTER_ENUM) CTR_COUNT };

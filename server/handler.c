@@ -760,8 +760,10 @@ static int list_filtered(struct handler *h, uint64_t id, Mxcache__Keyspace ks, c
     int rc;
 
     lc.limit = limit ? limit : (size_t)h->cfg->list_page_size;
-    if (lc.limit > (size_t)h->cfg->list_page_max)
+    if (lc.limit > (size_t)h->cfg->list_page_max) {
         lc.limit = (size_t)h->cfg->list_page_max;
+        ctr_add(h->ctr, CTR_LIMIT_LIST_PAGE, 1);
+    }
     lc.max_examine = lc.limit * SCAN_FACTOR;
     lc.entries = calloc(lc.limit, sizeof *lc.entries);
     if (!lc.entries)

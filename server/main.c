@@ -2,10 +2,13 @@
  * whitelists into memory, and serves requests until SIGTERM or SIGINT; SIGHUP reloads the
  * policy settings.
  *
- * SECURITY: listens on the ZeroMQ endpoints of server.listen (loopback tcp by default); every
- * request is hostile input to service.c and handler.c. Serves /metrics, /healthz and /readyz
- * over HTTP without authentication on metrics.listen (loopback by default; "" turns it off).
- * Runs with the privileges it is started with: the systemd unit starts it as the mxcache user. */
+ * SECURITY: listens on the ZeroMQ endpoints of server.listen (loopback tcp by default), with
+ * CURVE and a ZAP allowlist of client keys when security.key_file is set (service.c, zap.c);
+ * every request is hostile input to service.c and handler.c. Serves /metrics, /healthz and
+ * /readyz over HTTP without authentication on metrics.listen (loopback by default; "" turns it
+ * off). Refuses to run as root unless told to (server.allow_root, --allow-root); started as root
+ * with server.user it reads its keys and binds its endpoints, then becomes that user for good
+ * before it opens the store or serves metrics. The systemd unit starts it as the mxcache user. */
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -17,7 +20,9 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "keyfile.h"
 #include "metrics.h"
+#include "privs.h"
 #include "policy.h"
 #include "log.h"
 #include "mxc_err.h"
@@ -36,6 +41,7 @@ static void usage(FILE *out)
 {
     fprintf(out,
             "usage: mxcached [--config FILE] [--foreground] [--check-config] [--print-config]\n"
+            "                [--user USER] [--allow-root]\n"
             "\n"
             "  -c, --config FILE   read settings from FILE (default: the embedded defaults;\n"
             "                      see mxcached.conf for every setting)\n"
@@ -43,6 +49,8 @@ static void usage(FILE *out)
             "  -t, --check-config  check the config, print each error with file and line, exit 1\n"
             "                      on errors and 0 when it is valid\n"
             "  -p, --print-config  print the effective settings and exit\n"
+            "  -u, --user USER     started as root: bind, then run as USER (server.user)\n"
+            "  -R, --allow-root    run as root instead of refusing to (server.allow_root)\n"
             "  -V, --version       print the version and exit\n"
             "\n"
             "Signals: TERM/INT finish the requests in flight and stop; HUP reloads the settings\n"
@@ -135,8 +143,12 @@ int main(int argc, char **argv)
         {"config", required_argument, NULL, 'c'},  {"foreground", no_argument, NULL, 'f'},
         {"check-config", no_argument, NULL, 't'},  {"print-config", no_argument, NULL, 'p'},
         {"version", no_argument, NULL, 'V'},       {"help", no_argument, NULL, 'h'},
+        {"user", required_argument, NULL, 'u'},    {"allow-root", no_argument, NULL, 'R'},
         {NULL, 0, NULL, 0},
     };
+    const char *user = NULL;
+    bool allow_root = false;
+    struct privs privs;
     struct daemon_state ds = {0};
     bool foreground = false, check = false, print = false;
     struct config *cfg;
@@ -146,12 +158,14 @@ int main(int argc, char **argv)
     sigset_t sigs;
     int c, sigfd, rc;
 
-    while ((c = getopt_long(argc, argv, "c:ftpVh", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "c:ftpVhu:R", opts, NULL)) != -1) {
         switch (c) {
         case 'c': ds.config_path = optarg; break;
         case 'f': foreground = true; break;
         case 't': check = true; break;
         case 'p': print = true; break;
+        case 'u': user = optarg; break;
+        case 'R': allow_root = true; break;
         case 'V': printf("mxcached %s\n", MXCACHE_VERSION); return 0;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return EXIT_USAGE;
@@ -174,10 +188,26 @@ int main(int argc, char **argv)
     pol = policy_create(cfg, print_error, NULL);
     if (!pol)
         return 1;
+    if (check && cfg->security_key_file[0]) {
+        /* The start reads it too (service_bind); a check that skipped it would pass a config
+         * that cannot start. */
+        struct keyfile kf;
+        if (keyfile_read(cfg->security_key_file, true, &kf, err, sizeof err) != MXC_OK) {
+            fprintf(stderr, "mxcached: security.key_file: %s\n", err);
+            policy_free(pol);
+            return 1;
+        }
+        memset(&kf, 0, sizeof kf);
+    }
     if (check) {
         printf("%s: OK\n", ds.config_path ? ds.config_path : "(embedded defaults)");
         policy_free(pol);
         return 0;
+    }
+    if (privs_plan(user ? user : cfg->user, allow_root || cfg->allow_root, &privs, err, sizeof err) != MXC_OK) {
+        fprintf(stderr, "mxcached: %s\n", err);
+        policy_free(pol);
+        return 1;
     }
 
     int target = cfg->log_target;
@@ -209,56 +239,55 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    so.path = cfg->store_path;
+    /* Copied: the service owns cfg from here, and a reload frees it. */
+    char *path = strdup(cfg->store_path);
+    char *metrics_listen = strdup(cfg->metrics_listen);
+    bool sync = cfg->store_sync, greylisting = cfg->greylist_enabled;
+    so.path = path;
     so.sync = cfg->store_sync;
     so.block_cache_bytes = cfg->store_block_cache_size;
     so.write_buffer_bytes = cfg->store_write_buffer_size;
     so.max_background_jobs = (int)cfg->store_max_background_jobs;
-    store *st = store_open(&so, err, sizeof err);
-    if (!st) {
-        log_msg(LOG_ERR, "FATAL", "error=\"cannot open store %s: %s\"", cfg->store_path, err);
-        policy_free(pol);
-        return 1;
+    store *st = NULL;
+    struct whitelist *wl = NULL;
+    ds.svc = service_create(pol, err, sizeof err); /* owns pol (and cfg) from here */
+    if (!ds.svc || !path || !metrics_listen) {
+        log_msg(LOG_ERR, "FATAL", "error=\"%s\"", ds.svc ? "out of memory" : err);
+        goto fail;
     }
-    struct whitelist *wl = wl_create();
+    /* Security: the keys are read and the endpoints bound; nothing past this point needs root. */
+    if (privs_drop(&privs, err, sizeof err) != MXC_OK) {
+        log_msg(LOG_ERR, "FATAL", "error=\"%s\"", err);
+        goto fail;
+    }
+    if (privs.drop)
+        log_msg(LOG_INFO, "PRIVILEGES", "user=%s uid=%u gid=%u", privs.user, (unsigned)privs.uid,
+                (unsigned)privs.gid);
+    else if (geteuid() == 0)
+        log_msg(LOG_WARNING, "PRIVILEGES", "user=root reason=\"server.allow_root\"");
+    st = store_open(&so, err, sizeof err);
+    if (!st) {
+        log_msg(LOG_ERR, "FATAL", "error=\"cannot open store %s: %s\"", path, err);
+        goto fail;
+    }
+    wl = wl_create();
     if (!wl || wl_load(wl, st, err, sizeof err) != MXC_OK) {
         log_msg(LOG_ERR, "FATAL", "error=\"cannot load whitelists: %s\"", wl ? err : "out of memory");
-        wl_destroy(wl);
-        store_close(st);
-        policy_free(pol);
-        return 1;
+        goto fail;
     }
-    char *path = strdup(cfg->store_path);
-    /* Copied: the service owns cfg from here, and a reload frees it. */
-    char *metrics_listen = strdup(cfg->metrics_listen);
-    bool sync = cfg->store_sync, greylisting = cfg->greylist_enabled;
-    ds.svc = service_create(pol, st, wl, err, sizeof err); /* owns pol (and cfg) from here */
-    if (!ds.svc) {
+    if (service_start(ds.svc, st, wl, err, sizeof err) != MXC_OK) {
         log_msg(LOG_ERR, "FATAL", "error=\"%s\"", err);
-        free(path);
-        free(metrics_listen);
-        wl_destroy(wl);
-        store_close(st);
-        return 1;
+        goto fail;
     }
-    /* The endpoint reads the service's figures: it starts once the service exists and stops
+    /* The endpoint reads the service's figures: it starts once the service runs and stops
      * before it (and the store) goes away. */
     struct metrics *metrics = NULL;
-    if (!metrics_listen)
-        snprintf(err, sizeof err, "out of memory");
-    else if (metrics_listen[0] != '\0')
+    if (metrics_listen[0] != '\0') {
         metrics = metrics_start(metrics_listen, ds.svc, err, sizeof err);
-    if (!metrics_listen || (metrics_listen[0] != '\0' && !metrics)) {
-        log_msg(LOG_ERR, "FATAL", "error=\"cannot serve metrics on %s: %s\"",
-                metrics_listen ? metrics_listen : "?", err);
-        free(metrics_listen);
-        free(path);
-        service_destroy(ds.svc);
-        wl_destroy(wl);
-        store_close(st);
-        close(sigfd);
-        log_close();
-        return 1;
+        if (!metrics) {
+            log_msg(LOG_ERR, "FATAL", "error=\"cannot serve metrics on %s: %s\"", metrics_listen, err);
+            goto fail;
+        }
     }
     if (metrics)
         log_msg(LOG_INFO, "LISTEN", "endpoint=http://%s/metrics port=%u", metrics_listen,
@@ -279,4 +308,14 @@ int main(int argc, char **argv)
     log_msg(LOG_NOTICE, "EXIT", "result=%s", rc == MXC_OK ? "clean" : mxc_strerror(rc));
     log_close();
     return rc == MXC_OK ? 0 : 1;
+
+fail:
+    free(path);
+    free(metrics_listen);
+    service_destroy(ds.svc);
+    wl_destroy(wl);
+    store_close(st);
+    close(sigfd);
+    log_close();
+    return 1;
 }

@@ -226,6 +226,40 @@ static void render_store(struct prom_buf *b, const struct counters_totals *t, st
            t->v[CTR_COMMIT_WRITES]);
 }
 
+static void render_security(struct prom_buf *b, const struct counters_totals *t)
+{
+    static const struct labelled denied[] = {
+        {"unknown_key", CTR_AUTH_DENIED_KEY},     {"address", CTR_AUTH_DENIED_ADDRESS},
+        {"revoked_key", CTR_AUTH_DENIED_REVOKED}, {"admin_request", CTR_AUTH_DENIED_ADMIN},
+    };
+    /* One family for every limit, named after its setting, so that one alert covers them. */
+    static const struct labelled limits[] = {
+        {"max_connections", CTR_LIMIT_CONNECTIONS},
+        {"max_connections_per_client", CTR_LIMIT_CONNECTIONS_CLIENT},
+        {"max_inflight_per_client", CTR_LIMIT_INFLIGHT_CLIENT},
+        {"max_queued", CTR_LIMIT_QUEUED},
+        {"max_request_size", CTR_ERR_TOO_LARGE},
+        {"list_page_max", CTR_LIMIT_LIST_PAGE},
+        {"verify_max_probes", CTR_VERIFY_REFUSED_BUSY},
+        {"verify_client_probes_per_minute", CTR_VERIFY_REFUSED_CLIENT},
+    };
+
+    prom_single(b, "mxcache_connections_accepted_total", "counter",
+                "Client connections accepted (before their handshake).", t->v[CTR_CONNECTIONS]);
+    prom_single(b, "mxcache_connections_open", "gauge", "Client connections open now.",
+                t->v[CTR_GAUGE_CONNECTIONS]);
+    labelled_family(b, t, "mxcache_auth_denied_total", "counter",
+                    "Clients refused: unknown_key and address at the handshake (no answer), "
+                    "revoked_key for requests of a key a reload removed (no answer), admin_request "
+                    "for a client key's admin request (ERROR_DENIED).",
+                    "reason", denied, sizeof denied / sizeof denied[0]);
+    labelled_family(b, t, "mxcache_limit_hits_total", "counter",
+                    "Times a limit was reached, by its setting: a connection refused, a request "
+                    "answered ERROR_UNAVAILABLE or ERROR_TOO_LARGE, reading paused (max_queued), a "
+                    "list page cut short, a probe refused (the Check gets 4xx).",
+                    "limit", limits, sizeof limits / sizeof limits[0]);
+}
+
 void metrics_render(struct service *svc, struct prom_buf *b)
 {
     struct counters_totals *t = malloc(sizeof *t); /* a few KB: not on the HTTP thread's stack */
@@ -247,6 +281,7 @@ void metrics_render(struct service *svc, struct prom_buf *b)
     render_decisions(b, t);
     render_verify(b, t, service_verifier(svc));
     render_store(b, t, service_store(svc));
+    render_security(b, t);
     prom_process(b);
     free(t);
 }

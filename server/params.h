@@ -29,6 +29,16 @@
       "requests taken from clients and not yet answered; above it the service reads no more")    \
     X("server", "shutdown_timeout", DURATION, shutdown_timeout, "10s", 0, 600000, NULL, 0,         \
       "on SIGTERM, how long to wait for in-flight requests before closing")                      \
+    X("server", "max_connections", INT, max_connections, "1000", 1, 1000000, NULL, 0,             \
+      "client connections at once; one more is refused at its handshake")                        \
+    X("server", "max_connections_per_client", INT, max_connections_per_client, "32", 1, 1000000,  \
+      NULL, 0, "connections at once from one client IP address (not for ipc: max_connections only)") \
+    X("server", "max_inflight_per_client", INT, max_inflight_per_client, "8192", 1, 10000000,     \
+      NULL, 0, "requests of one connection taken and not yet answered; more get ERROR_UNAVAILABLE") \
+    X("server", "user", STRING, user, "", 0, 0, NULL, 0,                                           \
+      "started as root: bind, then run as this user; \"\": do not change user")                   \
+    X("server", "allow_root", BOOL, allow_root, "false", 0, 0, NULL, 0,                            \
+      "run as root (without server.user) instead of refusing to start")                         \
     X("log", "level", ENUM, log_level, "info", 0, 0, "debug|info|notice|warning|err", 1,           \
       "least severe level logged")                                                                \
     X("log", "target", ENUM, log_target, "auto", 0, 0, "auto|stderr|syslog", 0,                   \
@@ -134,7 +144,17 @@
     X("admin", "flush_batch", INT, flush_batch, "10000", 1, 1000000, NULL, 1,                      \
       "most entries one flush request deletes; the client repeats until done")                    \
     X("metrics", "listen", STRING, metrics_listen, "127.0.0.1:10042", 0, 0, NULL, 0,               \
-      "HTTP endpoint for /metrics, /healthz and /readyz, \"HOST:PORT\" or \"[IPv6]:PORT\"; \"\": off")
+      "HTTP endpoint for /metrics, /healthz and /readyz, \"HOST:PORT\" or \"[IPv6]:PORT\"; \"\": off")   \
+    X("security", "key_file", STRING, security_key_file, "", 0, 0, NULL, 0,                        \
+      "the service's CURVE key pair (mxcachectl keygen); \"\": no CURVE (plain ZeroMQ)")          \
+    X("security", "client_keys", LIST, security_client_keys, "", 0, 0, NULL, 1,                    \
+      "public keys (key files or Z85 text) that may ask: Check, Ping and read-only admin requests") \
+    X("security", "admin_keys", LIST, security_admin_keys, "", 0, 0, NULL, 1,                      \
+      "public keys that may also change state: flush, delete, whitelist changes, compact, verify") \
+    X("security", "allow", LIST, security_allow, "", 0, 0, NULL, 1,                                \
+      "client networks (\"192.0.2.0/24\", \"2001:db8::/32\", an address) allowed to connect; empty: any") \
+    X("security", "allow_insecure", BOOL, security_allow_insecure, "false", 0, 0, NULL, 0,         \
+      "allow plain ZeroMQ (no key_file) on endpoints other than loopback and ipc")
 
 /* The settings of one route, an element of verify.routes = ( { ... }, ... ): where the
  * recipients of some domains are verified, and how. Same columns as above; the group column is

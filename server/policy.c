@@ -17,6 +17,11 @@ struct policy *policy_create(struct config *cfg, void (*report)(void *arg, const
         return NULL;
     }
     pol->cfg = cfg;
+    pol->auth = auth_create(cfg, report, arg);
+    if (!pol->auth) {
+        policy_free(pol);
+        return NULL;
+    }
     pol->gl = greylist_create(cfg, err, sizeof err);
     if (!pol->gl) {
         report(arg, err);
@@ -52,6 +57,7 @@ void policy_free(struct policy *pol)
     /* The greylist and the whitelist files borrow the config: they go first. */
     greylist_destroy(pol->gl);
     wlfile_free(pol->wf);
+    auth_free(pol->auth);
     config_free(pol->cfg);
     free(pol);
 }

@@ -17,6 +17,7 @@
 
 #include "counters.h"
 #include "handler.h"
+#include "keyfile.h"
 #include "log.h"
 #include "mxc_err.h"
 #include "parked.h"
@@ -25,6 +26,7 @@
 #include "unsynced.h"
 #include "verifier.h"
 #include "wire.h"
+#include "zap.h"
 
 /* ZeroMQ drops a connection whose message exceeds ZMQ_MAXMSGSIZE without a word to the peer, so
  * the transport limit is set this many times above server.max_request_size: requests between the
@@ -33,6 +35,8 @@
 #define SERVICE_HEARTBEAT_IVL_MS 5000      /* ZMTP heartbeats find dead client connections */
 #define SERVICE_HEARTBEAT_TIMEOUT_MS 15000
 #define SERVICE_LINGER_MS 1000             /* at close, time to flush the last replies */
+#define SERVICE_HANDSHAKE_IVL_MS 10000     /* a connection's ZMTP/CURVE handshake, at most */
+#define SERVICE_EXTRA_SETS 3  /* counter sets besides the workers': main thread, sync, ZAP */
 
 static struct cfgref *cfgref_new(struct policy *pol)
 {
@@ -98,7 +102,7 @@ uint64_t service_mono_us(void)
 static void sum_counters(void *arg, uint64_t out[CTR_COUNT])
 {
     struct service *svc = arg;
-    counters_sum(svc->ctrsets, svc->nworkers + 2, out);
+    counters_sum(svc->ctrsets, svc->nworkers + SERVICE_EXTRA_SETS, out);
 }
 
 /* ---- worker ---- */
@@ -203,6 +207,11 @@ static void worker_round(struct worker *w, struct round *r)
                             &r->replies[i]) != MXC_OK)
             memset(&r->replies[i], 0, sizeof r->replies[i]);
         zmq_msg_close(&r->payload[i]);
+        /* Robustness: only the main thread can wait for a probe. read_requests routes Checks
+         * there by the same body the decoder sees, so this cannot happen; if it did, the
+         * question is dropped (its client's timeout answers 4xx) rather than leaked. */
+        handler_verify_free(r->replies[i].verify);
+        r->replies[i].verify = NULL;
         if (!r->replies[i].deferred)
             last = i;
     }
@@ -276,10 +285,13 @@ static int set_int(void *sock, int opt, int value)
     return zmq_setsockopt(sock, opt, &value, sizeof value);
 }
 
-/* service_bind - creates the ROUTER socket and binds every endpoint. */
+/* service_bind - creates the ROUTER socket, makes it a CURVE server with the key pair of
+ * security.key_file (when set), starts the ZAP handler (before any bind: a connection that
+ * arrived before it would be let in unasked) and binds every endpoint. */
 static int service_bind(struct service *svc, const struct config *cfg, char *err, size_t errlen)
 {
     int64_t maxmsg = (int64_t)cfg->max_request_size * SERVICE_TRANSPORT_FACTOR;
+    struct keyfile kf;
 
     if (maxmsg > (int64_t)WIRE_MAX_MESSAGE)
         maxmsg = WIRE_MAX_MESSAGE;
@@ -295,13 +307,44 @@ static int service_bind(struct service *svc, const struct config *cfg, char *err
     set_int(svc->router, ZMQ_HEARTBEAT_IVL, SERVICE_HEARTBEAT_IVL_MS);
     set_int(svc->router, ZMQ_HEARTBEAT_TIMEOUT, SERVICE_HEARTBEAT_TIMEOUT_MS);
     set_int(svc->router, ZMQ_TCP_KEEPALIVE, 1);
+    set_int(svc->router, ZMQ_IPV6, 1); /* IPv6 endpoints, and dual-stack wildcard ones */
+    /* Security: a connection that never completes its greeting holds a max_connections slot for
+     * this long at most (libzmq's default is 30 s). */
+    set_int(svc->router, ZMQ_HANDSHAKE_IVL, SERVICE_HANDSHAKE_IVL_MS);
     zmq_setsockopt(svc->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    svc->curve = cfg->security_key_file[0] != '\0';
+    if (svc->curve) {
+        char kerr[512];
+        int rc = keyfile_read(cfg->security_key_file, true, &kf, kerr, sizeof kerr);
+        if (rc != MXC_OK) {
+            snprintf(err, errlen, "security.key_file: %s", kerr);
+            return rc;
+        }
+        if (set_int(svc->router, ZMQ_CURVE_SERVER, 1) != 0 ||
+            zmq_setsockopt(svc->router, ZMQ_CURVE_SECRETKEY, kf.secret_key, KEYFILE_Z85_LEN) != 0) {
+            snprintf(err, errlen, "cannot make the socket a CURVE server: %s (libzmq without "
+                     "libsodium?)", zmq_strerror(errno));
+            memset(&kf, 0, sizeof kf);
+            return MXC_EIO;
+        }
+        log_msg(LOG_INFO, "CURVE", "key=%s name=%s", kf.public_key, kf.name);
+        memset(&kf, 0, sizeof kf);
+    }
+    zmq_setsockopt(svc->router, ZMQ_ZAP_DOMAIN, ZAP_DOMAIN, strlen(ZAP_DOMAIN));
+    svc->zap = zap_start(svc, svc->zctx, svc->router, err, errlen);
+    if (!svc->zap)
+        return MXC_EIO;
     for (size_t i = 0; i < cfg->listen.n; i++) {
         if (zmq_bind(svc->router, cfg->listen.items[i]) != 0) {
             snprintf(err, errlen, "cannot listen on %s: %s", cfg->listen.items[i], zmq_strerror(errno));
             return MXC_EIO;
         }
-        log_msg(LOG_INFO, "LISTEN", "endpoint=%s", cfg->listen.items[i]);
+        log_msg(LOG_INFO, "LISTEN", "endpoint=%s security=%s", cfg->listen.items[i],
+                svc->curve ? "curve" : "none");
+        if (!svc->curve)
+            log_msg(LOG_WARNING, "INSECURE",
+                    "endpoint=%s reason=\"no security.key_file: whoever can connect may ask and "
+                    "administer, unencrypted\"", cfg->listen.items[i]);
     }
     return MXC_OK;
 }
@@ -359,12 +402,10 @@ static void watch_key(void *arg, Mxcache__Keyspace ks, const char *key, size_t k
         svc->cur_dep = gen;
 }
 
-struct service *service_create(struct policy *pol, store *st, struct whitelist *wl, char *err,
-                               size_t errlen)
+struct service *service_create(struct policy *pol, char *err, size_t errlen)
 {
     struct service *svc = calloc(1, sizeof *svc);
     const struct config *cfg = pol->cfg;
-    long cpus;
 
     if (!svc) {
         policy_free(pol);
@@ -381,11 +422,30 @@ struct service *service_create(struct policy *pol, store *st, struct whitelist *
         free(svc);
         return NULL;
     }
-    cpus = sysconf(_SC_NPROCESSORS_ONLN);
-    svc->nworkers = cfg->workers ? (unsigned)cfg->workers : (unsigned)(cpus > 0 ? cpus : 1);
     svc->max_batch = (unsigned)cfg->max_batch;
     svc->max_queued = (size_t)cfg->max_queued;
+    svc->max_inflight_per_client = (uint64_t)cfg->max_inflight_per_client;
     svc->shutdown_timeout_ms = cfg->shutdown_timeout;
+    svc->zctx = zmq_ctx_new();
+    svc->client_inflight = strmap_create();
+    if (!svc->zctx || !svc->client_inflight) {
+        snprintf(err, errlen, "out of memory");
+        service_destroy(svc);
+        return NULL;
+    }
+    if (service_bind(svc, cfg, err, errlen) != MXC_OK) {
+        service_destroy(svc);
+        return NULL;
+    }
+    return svc;
+}
+
+int service_start(struct service *svc, store *st, struct whitelist *wl, char *err, size_t errlen)
+{
+    const struct config *cfg = svc->cfg->pol->cfg;
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+    svc->nworkers = cfg->workers ? (unsigned)cfg->workers : (unsigned)(cpus > 0 ? cpus : 1);
     svc->env.st = st;
     svc->env.wl = wl;
     svc->env.workers = svc->nworkers;
@@ -393,7 +453,7 @@ struct service *service_create(struct policy *pol, store *st, struct whitelist *
     svc->env.counters_fn = sum_counters;
     svc->env.counters_arg = svc;
     svc->workers = calloc(svc->nworkers, sizeof *svc->workers);
-    svc->ctrsets = calloc(svc->nworkers + 2, sizeof *svc->ctrsets);
+    svc->ctrsets = calloc(svc->nworkers + SERVICE_EXTRA_SETS, sizeof *svc->ctrsets);
     svc->in_ident = calloc(svc->max_batch, sizeof *svc->in_ident);
     svc->in_payload = calloc(svc->max_batch, sizeof *svc->in_payload);
     svc->check_replies = calloc(svc->max_batch, sizeof *svc->check_replies);
@@ -402,34 +462,25 @@ struct service *service_create(struct policy *pol, store *st, struct whitelist *
     svc->check_this_round = calloc(svc->max_batch, sizeof *svc->check_this_round);
     svc->unsynced = unsynced_create();
     svc->handler = handler_create(&svc->env, &svc->ctr);
-    svc->zctx = zmq_ctx_new();
-    if (!svc->workers || !svc->ctrsets || !svc->zctx || !svc->in_ident || !svc->in_payload ||
+    if (!svc->workers || !svc->ctrsets || !svc->in_ident || !svc->in_payload ||
         !svc->check_replies || !svc->check_index || !svc->check_dep || !svc->check_this_round ||
         !svc->unsynced || !svc->handler) {
         snprintf(err, errlen, "out of memory");
-        service_destroy(svc);
-        return NULL;
+        return MXC_ENOMEM;
     }
     handler_watch(svc->handler, watch_key, svc);
-    if (service_verify_start(svc, cfg, err, errlen) != MXC_OK) {
-        service_destroy(svc);
-        return NULL;
-    }
-    if (!(svc->syncer = syncer_create(svc->zctx, st, cfg->store_sync_interval * 1000, err, errlen))) {
-        service_destroy(svc);
-        return NULL;
-    }
+    if (service_verify_start(svc, cfg, err, errlen) != MXC_OK)
+        return MXC_EIO;
+    if (!(svc->syncer = syncer_create(svc->zctx, st, cfg->store_sync_interval * 1000, err, errlen)))
+        return MXC_EIO;
     svc->ctrsets[0] = &svc->ctr;
     for (unsigned i = 0; i < svc->nworkers; i++) {
         counters_init(&svc->workers[i].ctr);
         svc->ctrsets[i + 1] = &svc->workers[i].ctr;
     }
     svc->ctrsets[svc->nworkers + 1] = syncer_counters(svc->syncer);
-    if (service_bind(svc, cfg, err, errlen) != MXC_OK || start_workers(svc, err, errlen) != MXC_OK) {
-        service_destroy(svc);
-        return NULL;
-    }
-    return svc;
+    svc->ctrsets[svc->nworkers + 2] = zap_counters(svc->zap);
+    return start_workers(svc, err, errlen);
 }
 
 static void stop_workers(struct service *svc)
@@ -466,6 +517,8 @@ void service_destroy(struct service *svc)
     verifier_destroy(svc->verifier);
     parked_destroy(svc->parked);
     handler_destroy(svc->handler);
+    zap_stop(svc->zap);
+    strmap_destroy(svc->client_inflight);
     for (; svc->nheld > 0; svc->nheld--) { /* only after a failed drain */
         struct held *e = &svc->held[svc->held_head++ % svc->held_cap];
         zmq_msg_close(&e->ident);
@@ -526,10 +579,52 @@ static struct worker *least_busy(struct service *svc)
     return best;
 }
 
-/* reply_error - answers a request the main thread refuses itself (bad framing, shutting down):
- * an error reply to the same envelope, id from the payload when it can be read. */
-static void reply_error(struct service *svc, zmq_msg_t *ident, bool req_delimiter, const uint8_t *payload,
-                        size_t len, Mxcache__ErrorCode code, const char *text)
+/* client_take - counts a request taken from the client connection ident; false (nothing
+ * counted) when the connection already has max_inflight_per_client requests unanswered. */
+static bool client_take(struct service *svc, const zmq_msg_t *ident)
+{
+    const char *k = zmq_msg_data((zmq_msg_t *)ident);
+    size_t klen = zmq_msg_size((zmq_msg_t *)ident);
+    uint64_t n = 0;
+
+    strmap_get(svc->client_inflight, k, klen, &n);
+    if (n >= svc->max_inflight_per_client)
+        return false;
+    /* Robustness: without memory to count it the request is still served; its done() finds no
+     * entry and does nothing. */
+    strmap_put(svc->client_inflight, k, klen, n + 1);
+    return true;
+}
+
+/* client_done - the end of a request counted by client_take (answered or given up). */
+static void client_done(struct service *svc, const zmq_msg_t *ident)
+{
+    const char *k = zmq_msg_data((zmq_msg_t *)ident);
+    size_t klen = zmq_msg_size((zmq_msg_t *)ident);
+    uint64_t n = 0;
+
+    if (!strmap_get(svc->client_inflight, k, klen, &n))
+        return;
+    if (n <= 1)
+        strmap_del(svc->client_inflight, k, klen);
+    else
+        strmap_put(svc->client_inflight, k, klen, n - 1);
+}
+
+void service_drop_reply(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body)
+{
+    client_done(svc, ident);
+    zmq_msg_close(ident);
+    if (body)
+        zmq_msg_close(body);
+    ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+}
+
+/* reply_error - answers a request the main thread refuses itself (bad framing, shutting down,
+ * a limit, a key without the right): an error reply to the same envelope, id from the payload
+ * when it can be read. counted: the request was counted by client_take. */
+static void reply_error(struct service *svc, zmq_msg_t *ident, bool counted, bool req_delimiter,
+                        const uint8_t *payload, size_t len, Mxcache__ErrorCode code, const char *text)
 {
     Mxcache__Reply rep = MXCACHE__REPLY__INIT;
     Mxcache__Error e = MXCACHE__ERROR__INIT;
@@ -537,6 +632,8 @@ static void reply_error(struct service *svc, zmq_msg_t *ident, bool req_delimite
     size_t buflen;
     zmq_msg_t m;
 
+    if (counted)
+        client_done(svc, ident);
     e.code = code;
     e.message = (char *)text;
     rep.version = WIRE_VERSION;
@@ -592,6 +689,7 @@ static enum frame_kind recv_request(struct service *svc, zmq_msg_t *id, zmq_msg_
 static void send_to_client(struct service *svc, zmq_msg_t *id, zmq_msg_t *body,
                            uint64_t received_us, enum ctr_req_kind kind)
 {
+    client_done(svc, id);
     if (zmq_msg_send(id, svc->router, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         zmq_msg_close(id);
         zmq_msg_close(body);
@@ -648,9 +746,7 @@ void service_deliver(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body, uin
     if (svc->nheld == svc->held_cap && held_grow(svc) != MXC_OK) {
         /* Robustness: without memory to hold it the reply is dropped, never sent early; the
          * client's timeout gives a temporary answer. */
-        zmq_msg_close(ident);
-        zmq_msg_close(body);
-        ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+        service_drop_reply(svc, ident, body);
         return;
     }
     struct held *e = &svc->held[(svc->held_head + svc->nheld++) % svc->held_cap];
@@ -687,13 +783,10 @@ static void release_held(struct service *svc, uint64_t gen, bool ok)
             else
                 zmq_msg_init(&e->body);
         }
-        if (zmq_msg_size(&e->body) > 0) {
+        if (zmq_msg_size(&e->body) > 0)
             send_to_client(svc, &e->ident, &e->body, e->received_us, e->kind);
-        } else {
-            zmq_msg_close(&e->ident);
-            zmq_msg_close(&e->body);
-            ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
-        }
+        else
+            service_drop_reply(svc, &e->ident, &e->body);
         svc->held_head = (svc->held_head + 1) % svc->held_cap;
         svc->nheld--;
     }
@@ -749,14 +842,57 @@ static void check_round(struct service *svc, size_t n)
             verifier_refresh(svc->verifier, v->route, v->domain, v->address, now);
         handler_verify_free(v);
         if (!reps[i].buf) { /* out of memory: the client's timeout answers */
-            zmq_msg_close(id);
-            ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+            service_drop_reply(svc, id, NULL);
             continue;
         }
         zmq_msg_init_data(&body, reps[i].buf, reps[i].len, service_free_reply, NULL);
         service_deliver(svc, id, &body, reps[i].id, wait, wait != 0, svc->read_us, CTR_KIND_CHECK);
     }
     service_cfgref_release(cfg);
+}
+
+/* admit - whether a request just read may be served: its key is still listed (a reload may
+ * have removed it since the handshake: the request gets no answer, like an unknown key at the
+ * handshake), an admin request comes from an admin key, and its connection is within
+ * max_inflight_per_client. Refused requests are answered (or dropped) and closed here. cfg: the
+ * policy of the batch when CURVE is on, else NULL. */
+static bool admit(struct service *svc, struct cfgref *cfg, zmq_msg_t *id, zmq_msg_t *pl,
+                  Mxcache__Request__BodyCase body)
+{
+    const char *why = NULL;
+
+    if (cfg) {
+        const char *user = zmq_msg_gets(pl, "User-Id");
+        const struct auth_key *k = auth_find(cfg->pol->auth, user);
+        if (!k) {
+            zmq_msg_close(id);
+            zmq_msg_close(pl);
+            ctr_add(&svc->ctr, CTR_AUTH_DENIED_REVOKED, 1);
+            return false;
+        }
+        /* A request without a readable body goes on to the handler, which answers it
+         * ERROR_MALFORMED like anybody's. */
+        if (!k->admin && body != MXCACHE__REQUEST__BODY__NOT_SET && auth_needs_admin(body)) {
+            why = "this client's key may not send admin requests (security.admin_keys)";
+            ctr_add(&svc->ctr, CTR_AUTH_DENIED_ADMIN, 1);
+            log_msg(LOG_WARNING, "AUTH", "result=denied reason=admin_request name=%s type=%u", k->name,
+                    ctr_req_type(body));
+            reply_error(svc, id, false, false, zmq_msg_data(pl), zmq_msg_size(pl),
+                        MXCACHE__ERROR_CODE__ERROR_DENIED, why);
+        }
+    }
+    if (!why && !client_take(svc, id)) {
+        why = "too many requests in flight on this connection (server.max_inflight_per_client)";
+        ctr_add(&svc->ctr, CTR_LIMIT_INFLIGHT_CLIENT, 1);
+        ctr_add(&svc->ctr, CTR_ERR_UNAVAILABLE, 1);
+        reply_error(svc, id, false, false, zmq_msg_data(pl), zmq_msg_size(pl),
+                    MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE, why);
+    }
+    if (!why)
+        return true;
+    ctr_request(&svc->ctr, ctr_req_type(body), true);
+    zmq_msg_close(pl);
+    return false;
 }
 
 /* read_requests - takes up to max_batch waiting requests from the ROUTER: Checks are decided
@@ -767,6 +903,7 @@ static void read_requests(struct service *svc)
 {
     size_t n = 0, nchecks = 0, prev = SIZE_MAX;
     struct worker *w = NULL;
+    struct cfgref *cfg = svc->curve ? service_cfg_acquire(svc) : NULL;
 
     /* The batch is read within microseconds: one stamp serves all its requests. */
     svc->read_us = service_mono_us();
@@ -778,7 +915,7 @@ static void read_requests(struct service *svc)
             break;
         if (k == FRAME_BAD) {
             /* A REQ socket's delimiter is answered in kind, so that it gets the error too. */
-            reply_error(svc, id, delim, zmq_msg_data(pl), zmq_msg_size(pl),
+            reply_error(svc, id, false, delim, zmq_msg_data(pl), zmq_msg_size(pl),
                         MXCACHE__ERROR_CODE__ERROR_MALFORMED,
                         "a request is one frame from a DEALER socket, without delimiter");
             zmq_msg_close(pl);
@@ -787,6 +924,8 @@ static void read_requests(struct service *svc)
             continue;
         }
         Mxcache__Request__BodyCase body = wire_peek_body(zmq_msg_data(pl), zmq_msg_size(pl));
+        if (!admit(svc, cfg, id, pl, body))
+            continue;
         if (body == MXCACHE__REQUEST__BODY_CHECK || body == MXCACHE__REQUEST__BODY_VERIFY) {
             svc->check_index[nchecks++] = n++;
             continue;
@@ -809,6 +948,8 @@ static void read_requests(struct service *svc)
     }
     if (nchecks > 0)
         check_round(svc, nchecks);
+    if (cfg)
+        service_cfgref_release(cfg);
 }
 
 /* refuse_queued - answers every request still queued on the ROUTER with ERROR_UNAVAILABLE, so
@@ -824,7 +965,7 @@ static void refuse_queued(struct service *svc)
         ctr_add(&svc->ctr, CTR_ERR_UNAVAILABLE, 1);
         ctr_request(&svc->ctr, k == FRAME_OK ? ctr_req_type(wire_peek_body(zmq_msg_data(&pl), zmq_msg_size(&pl))) : 0,
                     true);
-        reply_error(svc, &id, delim, zmq_msg_data(&pl), zmq_msg_size(&pl),
+        reply_error(svc, &id, false, delim, zmq_msg_data(&pl), zmq_msg_size(&pl),
                     MXCACHE__ERROR_CODE__ERROR_UNAVAILABLE, "the service is shutting down");
         zmq_msg_close(&pl);
     }
@@ -848,9 +989,7 @@ static void forward_replies(struct service *svc, struct worker *w)
         zmq_msg_recv(&rep, w->pair_main, 0);
         w->inflight--;
         if (zmq_msg_size(&rep) == 0) {
-            zmq_msg_close(&id);
-            zmq_msg_close(&rep);
-            ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+            service_drop_reply(svc, &id, &rep);
             continue;
         }
         /* A worker's own writes are synced before it replies, but what it read may be a
@@ -923,7 +1062,11 @@ int service_run(struct service *svc, int sigfd,
         }
         /* Backpressure: past max_queued the ROUTER is not read, so clients' queues fill and
          * ZeroMQ's high-water marks push back instead of this process growing. */
-        items[1].events = (!draining && total_inflight(svc) < svc->max_queued) ? ZMQ_POLLIN : 0;
+        bool full = total_inflight(svc) >= svc->max_queued;
+        if (full && !svc->paused)
+            ctr_add(&svc->ctr, CTR_LIMIT_QUEUED, 1);
+        svc->paused = full;
+        items[1].events = (!draining && !full) ? ZMQ_POLLIN : 0;
         if (zmq_poll(items, (int)nitems, timeout) < 0) {
             if (errno == EINTR)
                 continue;
@@ -980,6 +1123,11 @@ bool service_ready(struct service *svc, char *why, size_t whylen)
         snprintf(why, whylen, "the store is not open");
         return false;
     }
+    if (store_failed(svc->env.st)) {
+        snprintf(why, whylen, "the store refuses writes after a write error (disk full or "
+                 "read-only?): restart mxcached once the disk is fixed");
+        return false;
+    }
     if (!atomic_load(&svc->running)) {
         snprintf(why, whylen, "the request loop is not running (starting or stopping)");
         return false;
@@ -994,7 +1142,7 @@ bool service_ready(struct service *svc, char *why, size_t whylen)
 
 struct counters *const *service_counter_sets(const struct service *svc, size_t *n)
 {
-    *n = svc->nworkers + 2;
+    *n = svc->nworkers + SERVICE_EXTRA_SETS;
     return svc->ctrsets;
 }
 

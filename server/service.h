@@ -14,9 +14,12 @@
  * request taken has been answered (at most server.shutdown_timeout), stops the threads and
  * returns; the caller then closes the store.
  *
- * SECURITY: binds the endpoints in the config (loopback and ipc by default). Requests are hostile
- * input; frames are counted and bounded (ZMQ_MAXMSGSIZE) before they are decoded. Transport
- * security (CURVE) will be set on the ROUTER socket in service_bind, the one place sockets are made. */
+ * SECURITY: binds the endpoints in the config (loopback and ipc by default). With
+ * security.key_file the ROUTER is a CURVE server: the ZAP handler (zap.h) lets in only the keys
+ * and networks of the policy's table (auth.h), and each request is checked against its key's
+ * rights before it is served. Requests are hostile input; frames are counted and bounded
+ * (ZMQ_MAXMSGSIZE) before they are decoded, and each connection may have at most
+ * server.max_inflight_per_client requests unanswered. */
 #ifndef MXCACHED_SERVICE_H
 #define MXCACHED_SERVICE_H
 
@@ -32,11 +35,16 @@
 struct service;
 struct verifier;
 
-/* service_create - binds every endpoint of pol->cfg->listen and starts the workers. Takes
- * ownership of pol, also on failure. st and wl are borrowed and must outlive the service.
- * Returns NULL with a message in err when an endpoint cannot be bound or a thread cannot start. */
-struct service *service_create(struct policy *pol, store *st, struct whitelist *wl, char *err,
-                               size_t errlen);
+/* service_create - makes the ROUTER socket (a CURVE server with security.key_file), starts the
+ * ZAP handler and binds every endpoint of pol->cfg->listen: everything that may need the
+ * privileges the daemon starts with, and nothing that touches the store. Takes ownership of
+ * pol, also on failure. Returns NULL with a message in err when a key or an endpoint fails. */
+struct service *service_create(struct policy *pol, char *err, size_t errlen);
+
+/* service_start - after service_create (and after privileges are dropped): the Check handler,
+ * the prober, the sync thread and the workers over st and wl (borrowed; they must outlive the
+ * service). Returns 0, or an MXC_E* code with err filled; then only service_destroy remains. */
+int service_start(struct service *svc, store *st, struct whitelist *wl, char *err, size_t errlen);
 
 /* Actions of a signal callback. */
 enum service_signal_action { SERVICE_CONTINUE, SERVICE_STOP };

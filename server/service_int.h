@@ -17,6 +17,7 @@
 #include "handler.h"
 #include "parked.h"
 #include "service.h"
+#include "strmap.h"
 
 #define VERIFY_OPERATOR_WAIT_MS 300000     /* an operator's probe: every stage's timeout, in all */
 
@@ -54,6 +55,13 @@ struct held {
 struct service {
     void *zctx;
     void *router;
+    struct zap *zap;       /* authentication and connection counts (zap.h) */
+    bool curve;            /* the ROUTER is a CURVE server: requests carry a User-Id */
+    /* Requests taken and not yet answered, per client connection (ROUTER identity -> count),
+     * for server.max_inflight_per_client. Main thread. */
+    strmap *client_inflight;
+    uint64_t max_inflight_per_client;
+    bool paused;          /* reading stopped at max_queued (counted once per pause) */
     struct worker *workers;
     unsigned nworkers;
     /* Checks are decided on the main thread (no hand-over to a worker and back); their rounds
@@ -100,6 +108,10 @@ uint64_t service_mono_us(void);
 
 /* service_free_reply - ZeroMQ's free function of a reply buffer (malloc'd). */
 void service_free_reply(void *data, void *hint);
+
+/* service_drop_reply - gives up on answering a request: closes ident and body (may be NULL),
+ * ends the request's count against its client's max_inflight_per_client, counts the drop. */
+void service_drop_reply(struct service *svc, zmq_msg_t *ident, zmq_msg_t *body);
 
 /* service_deliver - sends a reply (identity and body consumed) once the sync of generation gen
  * has finished, at once when it has; id and must_sync: see struct held. When it leaves, the

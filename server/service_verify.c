@@ -78,8 +78,7 @@ static void answer_parked(struct service *svc, struct parked_entry *e, enum hand
                                               end != HANDLER_VERIFY_REFUSED, &r);
 
     if (rc != MXC_OK) {
-        zmq_msg_close(&e->ident);
-        ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
+        service_drop_reply(svc, &e->ident, NULL);
     } else {
         uint64_t wait = e->dep_gen > gen ? e->dep_gen : gen;
         zmq_msg_init_data(&body, r.buf, r.len, service_free_reply, NULL);
@@ -199,9 +198,8 @@ void service_verify_results(struct service *svc)
             for (size_t i = 0; i < d.nwaiters; i++) {
                 struct parked_entry x;
                 if (parked_take(svc->parked, d.waiters[i], &x)) {
-                    zmq_msg_close(&x.ident);
+                    service_drop_reply(svc, &x.ident, NULL);
                     handler_verify_free(x.v);
-                    ctr_add(&svc->ctr, CTR_REPLIES_DROPPED, 1);
                 }
             }
         }

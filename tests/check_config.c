@@ -226,6 +226,9 @@ START_TEST(test_overrides)
         "};\n"
         "metrics = {\n"
         "  listen = \"[::1]:9100\";\n"
+        "};\n"
+        "security = {\n"
+        "  allow_insecure = true;\n"  /* tcp://0.0.0.0 without CURVE */
         "};\n";
     struct config_errors errs = {0};
     char path[PATH_MAX];
@@ -409,7 +412,7 @@ static const struct bad_case {
     {"duplicate setting", "server = {\n  workers = 4;\n  workers = 5;\n};\n", 3,
      "duplicate setting name"},
     {"unknown group", "# comment\n\nsrever = {\n  workers = 4;\n};\n", 3,
-     "unknown group srever (groups: server, log, store, policy, greylist, whitelist, verify, admin, metrics)"},
+     "unknown group srever (groups: server, log, store, policy, greylist, whitelist, verify, admin, metrics, security)"},
     {"metrics address without port", "log = {};\nmetrics = {\n  listen = \"127.0.0.1\";\n};\n", 3,
      "metrics.listen: bad address \"127.0.0.1\": "},
     {"metrics address as a host name", "metrics = {\n  listen = \"localhost:10042\";\n};\n", 2,
@@ -576,6 +579,33 @@ static const struct bad_case {
      "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
      "\";\n};\n",
      2, "greylist.reply_text: 460 bytes; at most 400 fit in an SMTP reply line"},
+    {"plain ZeroMQ on every interface", "server = {\n  listen = [ \"tcp://0.0.0.0:10041\" ];\n};\n", 2,
+     "server.listen: \"tcp://0.0.0.0:10041\" is reachable from other hosts but security.key_file is "
+     "empty: set up CURVE keys (mxcachectl keygen), or set security.allow_insecure = true"},
+    {"plain ZeroMQ on a LAN address, loopback beside it",
+     "server = {\n  listen = [ \"tcp://127.0.0.1:1\", \"ipc:///tmp/x\", \"tcp://192.0.2.1:1\",\n"
+     "    \"tcp://[::1]:1\", \"tcp://localhost:1\" ];\n};\n",
+     2, "server.listen: \"tcp://192.0.2.1:1\" is reachable from other hosts"},
+    {"plain ZeroMQ on a name", "server = {\n  listen = [ \"tcp://mx.example:1\" ];\n};\n", 2,
+     "server.listen: \"tcp://mx.example:1\" is reachable from other hosts"},
+    {"plain ZeroMQ on 127.0.0.1.example", "server = {\n  listen = [ \"tcp://127.0.0.1.example:1\" ];\n};\n", 2,
+     "server.listen: \"tcp://127.0.0.1.example:1\" is reachable from other hosts"},
+    {"client keys without the service's key pair",
+     "security = {\n  client_keys = [ \"/etc/mxcache/keys/mx1.pub\" ];\n};\n", 2,
+     "security.client_keys and admin_keys need security.key_file: the service's own key pair"},
+    {"admin keys without the service's key pair",
+     "security = {\n\n  admin_keys = [ \"/etc/mxcache/keys/ops.pub\" ];\n};\n", 3,
+     "security.client_keys and admin_keys need security.key_file"},
+    {"a key pair and no client key", "security = {\n  key_file = \"/etc/mxcache/keys/s.key\";\n};\n", 2,
+     "security.key_file is set but neither security.client_keys nor admin_keys lists a key"},
+    {"allow: host bits below the prefix", "security = {\n  allow = [ \"10.0.0.1/8\" ];\n};\n", 2,
+     "security.allow: \"10.0.0.1/8\": host bits set below the prefix length"},
+    {"allow: not an address", "security = {\n  allow = [ \"mx1.example\" ];\n};\n", 2,
+     "security.allow: \"mx1.example\": not an IPv4 or IPv6 address"},
+    {"allow: IPv4 prefix above 32", "security = {\n  allow = [ \"192.0.2.0/33\" ];\n};\n", 2,
+     "security.allow: \"192.0.2.0/33\": bad prefix length (0 to 32)"},
+    {"allow: IPv6 prefix with junk", "security = {\n  allow = [ \"2001:db8::/32x\" ];\n};\n", 2,
+     "security.allow: \"2001:db8::/32x\": bad prefix length (0 to 128)"},
 };
 
 START_TEST(test_bad)

@@ -783,7 +783,7 @@ static Mxcache__Reply *handler_check_with(struct handler *h, const struct greyli
     req.body_case = MXCACHE__REQUEST__BODY_CHECK;
     req.check = &q;
     ck_assert_int_eq(wire_request_pack(&req, &buf, &len), MXC_OK);
-    struct policy pol = {cfg, (struct greylist *)g, NULL}; /* borrowed: never policy_free'd */
+    struct policy pol = {.cfg = cfg, .gl = (struct greylist *)g}; /* borrowed: never policy_free'd */
     handler_begin(h, &pol);
     ck_assert_int_eq(handler_request(h, buf, len, &out), MXC_OK);
     ck_assert_int_eq(handler_commit(h, &out, 1), MXC_OK);

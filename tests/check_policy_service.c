@@ -196,7 +196,7 @@ static bool service_ready(void)
 
 static void start_mxcached(void)
 {
-    char *argv[] = {(char *)env("MXCACHED"), "--config", mx_conf, "--foreground", NULL};
+    char *argv[] = {(char *)env("MXCACHED"), "--config", mx_conf, "--foreground", "--allow-root", NULL};
     long deadline = test_now_ms() + READY_TIMEOUT_MS;
 
     mx_pid = spawn(argv, mx_log);
@@ -275,7 +275,7 @@ static int unix_connect(const char *path)
 
 static void start_policy(const char *server_extra, const char *service_extra)
 {
-    char *argv[] = {(char *)env("MXCACHE_POLICY"), "--config", pol_conf, "--foreground", NULL};
+    char *argv[] = {(char *)env("MXCACHE_POLICY"), "--config", pol_conf, "--foreground", "--allow-root", NULL};
     long deadline = test_now_ms() + READY_TIMEOUT_MS;
     int fd;
 
@@ -795,7 +795,7 @@ END_TEST
 START_TEST(test_stdio_mode)
 {
     int sv[2];
-    char *argv[] = {(char *)env("MXCACHE_POLICY"), "--config", pol_conf, "--stdio", NULL};
+    char *argv[] = {(char *)env("MXCACHE_POLICY"), "--config", pol_conf, "--stdio", "--allow-root", NULL};
     struct pconn t;
     int status;
 

@@ -116,7 +116,7 @@ static void start_daemon(void)
     if (daemon_pid == 0) {
         int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 2);
-        execl(bin, "mxcached", "--config", cfg_path, "--foreground", (char *)NULL);
+        execl(bin, "mxcached", "--config", cfg_path, "--foreground", "--allow-root", (char *)NULL);
         _exit(127);
     }
     mxc_client *c = client();

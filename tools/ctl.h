@@ -63,8 +63,14 @@ enum {
     CTL_O_CLIENT_NAME = 1u << 14,
     CTL_O_MX = 1u << 15,
     CTL_O_ACCEPT_ALL = 1u << 16,
+    CTL_O_KEY = 1u << 17,
+    CTL_O_SERVER_KEY = 1u << 18,
+    CTL_O_DIR = 1u << 19,
+    CTL_O_FORCE = 1u << 20,
 };
-#define CTL_O_GLOBAL (CTL_O_SERVER | CTL_O_TIMEOUT | CTL_O_JSON | CTL_O_HELP)
+#define CTL_O_GLOBAL (CTL_O_SERVER | CTL_O_TIMEOUT | CTL_O_JSON | CTL_O_HELP | CTL_O_KEY | CTL_O_SERVER_KEY)
+#define CTL_KEY_ENV "MXCACHE_KEY"                   /* --key's default */
+#define CTL_SERVER_KEY_ENV "MXCACHE_SERVER_KEY"     /* --server-key's default */
 
 /* The parsed command line; strings are borrowed from argv. */
 struct ctl {
@@ -81,6 +87,10 @@ struct ctl {
     const char *prefix, *after, *domain, *comment;
     const char *helo, *client_name, *mx; /* explain; NULL when not given */
     const char *accept_all;   /* verify --accept-all DOMAIN; NULL when not given */
+    const char *key;          /* --key FILE: this operator's key pair (CURVE), or NULL */
+    const char *server_key;   /* --server-key FILE|Z85: the service's public key, or NULL */
+    const char *dir;          /* keygen --dir */
+    bool force;               /* keygen --force */
     uint32_t limit;           /* 0: no limit */
     Mxcache__RecordState state;
     uint64_t ttl_ms;
@@ -117,6 +127,11 @@ int ctl_help(struct ctl *ctl);
  * after printing it; 0 on success). allow_any: whether "any" is a valid kind. */
 int ctl_parse_keyspace(const struct ctl *ctl, const char *name, Mxcache__Keyspace *out);
 int ctl_parse_kind(const struct ctl *ctl, const char *name, bool allow_any, Mxcache__WhitelistKind *out);
+
+/* ---- tools/ctl_cmd.c ---- */
+
+/* ctl_cmd_keygen - the "keygen NAME" command: writes a CURVE key pair (no service needed). */
+int ctl_cmd_keygen(struct ctl *ctl);
 
 /* ---- tools/ctl_rpc.c ---- */
 

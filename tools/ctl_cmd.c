@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "addr.h"
+#include "keyfile.h"
 #include "wire.h"
 
 /* check_nargs - a usage error unless min <= nargs <= max. */
@@ -777,4 +778,38 @@ int ctl_cmd_verify(struct ctl *ctl)
                    : ctl_verify_detail(rep->verify, canon, stdout);
     mxc_reply_free(rep);
     return rc ? out_of_memory() : 0;
+}
+
+/* ---- keygen ---- */
+
+int ctl_cmd_keygen(struct ctl *ctl)
+{
+    struct keyfile kf;
+    char err[512];
+    const char *dir = ctl->dir ? ctl->dir : ".";
+    int rc;
+
+    if ((rc = check_nargs(ctl, 1, 1)) != 0)
+        return rc;
+    if (!keyfile_valid_name(ctl->args[0]))
+        return ctl_usage_error(ctl, "invalid key name '%s' (1 to %d letters, digits, '.', '-', '_')",
+                               ctl->args[0], KEYFILE_NAME_MAX);
+    rc = keyfile_generate(dir, ctl->args[0], ctl->force, &kf, err, sizeof err);
+    if (rc != MXC_OK)
+        return ctl_error(rc == MXC_EINVAL ? CTL_EXIT_USAGE : CTL_EXIT_FAIL, "keygen: %s", err);
+    memset(kf.secret_key, 0, sizeof kf.secret_key);
+    if (ctl->json) {
+        json_t *o = json_object();
+        if (o) {
+            json_object_set_new(o, "name", json_string(kf.name));
+            json_object_set_new(o, "public_key", json_string(kf.public_key));
+            json_object_set_new(o, "secret_key_file", json_sprintf("%s/%s.key", dir, kf.name));
+            json_object_set_new(o, "public_key_file", json_sprintf("%s/%s.pub", dir, kf.name));
+        }
+        return ctl_json_print(o, stdout) ? out_of_memory() : 0;
+    }
+    printf("name        %s\npublic key  %s\nsecret key  %s/%s.key (mode 0600: keep it on the host that uses it)\n"
+           "public key  %s/%s.pub (list it in the service's security.client_keys or admin_keys)\n",
+           kf.name, kf.public_key, dir, kf.name, dir, kf.name);
+    return 0;
 }

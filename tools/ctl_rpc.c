@@ -3,6 +3,10 @@
  * messages and exit codes (see ctl.h). Owns ctl->client. */
 #include "ctl.h"
 
+#include <string.h>
+
+#include "keyfile.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -24,7 +28,32 @@ static int rpc_connect(struct ctl *ctl)
         opt.failover_ms = ctl->failover_ms;
     if (opt.failover_ms > ctl->timeout_ms / 3)
         opt.failover_ms = ctl->timeout_ms / 3 > 0 ? ctl->timeout_ms / 3 : 1;
+    /* CURVE: both keys or neither; the files are read here, only when a request is made. */
+    const char *key = ctl->key ? ctl->key : getenv(CTL_KEY_ENV);
+    const char *server_key = ctl->server_key ? ctl->server_key : getenv(CTL_SERVER_KEY_ENV);
+    struct keyfile own;
+    char skey[KEYFILE_Z85_LEN + 1];
+    if (key && !*key)
+        key = NULL;
+    if (server_key && !*server_key)
+        server_key = NULL;
+    if (!key != !server_key)
+        return ctl_error(CTL_EXIT_USAGE, "CURVE needs both --key (this operator's key pair, or $%s) "
+                         "and --server-key (the service's public key, or $%s)", CTL_KEY_ENV,
+                         CTL_SERVER_KEY_ENV);
+    if (key) {
+        if (keyfile_read(key, true, &own, err, sizeof err) != MXC_OK)
+            return ctl_error(CTL_EXIT_USAGE, "--key: %s", err);
+        if (keyfile_public(server_key, skey, NULL, 0, err, sizeof err) != MXC_OK) {
+            memset(&own, 0, sizeof own);
+            return ctl_error(CTL_EXIT_USAGE, "--server-key: %s", err);
+        }
+        opt.server_key = skey;
+        opt.public_key = own.public_key;
+        opt.secret_key = own.secret_key;
+    }
     ctl->client = mxc_client_create(ctl->servers, ctl->nservers, &opt, err, sizeof err);
+    memset(&own, 0, sizeof own);
     if (!ctl->client)
         return ctl_error(CTL_EXIT_UNAVAILABLE, "cannot set up a connection to %s: %s", ctl->servers[0],
                          err[0] ? err : "unknown error");
@@ -68,10 +97,13 @@ int ctl_rpc_call(struct ctl *ctl, Mxcache__Request *req, Mxcache__Reply__BodyCas
         mxc_reply_free(r);
         return CTL_EXIT_FAIL;
     }
-    case MXC_ETIMEDOUT:
-        return ctl_error(CTL_EXIT_UNAVAILABLE, "no answer from %s within %s",
+    case MXC_ETIMEDOUT: {
+        const char *hs = mxc_handshake_error(ctl->client);
+        return ctl_error(CTL_EXIT_UNAVAILABLE, "no answer from %s within %s%s%s",
                          servers_text(ctl, where, sizeof where),
-                         duration_format((uint64_t)ctl->timeout_ms, dur, sizeof dur));
+                         duration_format((uint64_t)ctl->timeout_ms, dur, sizeof dur),
+                         hs ? ": " : "", hs ? hs : "");
+    }
     case MXC_EIO:
     case MXC_ECLOSED:
         return ctl_error(CTL_EXIT_UNAVAILABLE, "cannot reach %s: %s", servers_text(ctl, where, sizeof where),

@@ -23,7 +23,9 @@
  * SECURITY
  *   Runs with the invoker's privileges and trusts its command line. Replies of the service are
  *   bounded by libmxcache and their text is escaped before it reaches a terminal (ctl_fmt.c).
- *   Authorization is the service's business: whoever can reach its endpoint can change it. */
+ *   Authorization is the service's business: with CURVE it answers only listed keys and takes
+ *   admin requests only from admin keys (--key, --server-key); keygen writes the secret key
+ *   file with mode 0600. */
 #include "ctl.h"
 
 #include <errno.h>
@@ -36,7 +38,8 @@
 
 #define COMMON_HELP                                                                          \
     "Common options (before or after the command): --server ENDPOINT (repeatable),\n"         \
-    "--timeout DURATION, --json, --help. See 'mxcachectl --help'.\n"
+    "--timeout DURATION, --json, --key FILE, --server-key KEY, --help.\n"                    \
+    "See 'mxcachectl --help'.\n"
 
 static const char main_usage[] =
     "Usage: mxcachectl [OPTIONS] COMMAND [ARGS]\n"
@@ -61,6 +64,8 @@ static const char main_usage[] =
     "                             how the service would decide, changing nothing\n"
     "  verify ADDRESS             probe an address at its backend now, with the dialogue\n"
     "  verify --accept-all DOMAIN start an accept-all check of a routed domain\n"
+    "  keygen NAME [--dir DIR] [--force]\n"
+    "                             write a CURVE key pair: DIR/NAME.key and DIR/NAME.pub\n"
     "  help [COMMAND]             this text, or the details of a command\n"
     "\n"
     "Options (before or after the command):\n"
@@ -70,6 +75,10 @@ static const char main_usage[] =
     "  --timeout DURATION   how long to wait for each answer: 500ms, 5s, 2m (default 5s;\n"
     "                       verify: 60s)\n"
     "  --json               one JSON object per line instead of a table\n"
+    "  --key FILE           this operator's CURVE key pair (from keygen; default:\n"
+    "                       $MXCACHE_KEY); needed when the service uses CURVE\n"
+    "  --server-key KEY     the service's public key: its NAME.pub file or the Z85\n"
+    "                       text (default: $MXCACHE_SERVER_KEY)\n"
     "  -h, --help           show help; 'mxcachectl COMMAND --help' for a command\n"
     "\n"
     "Keyspaces: verify, greylist, awl, whitelist.\n"
@@ -180,6 +189,18 @@ static const struct ctl_command commands[] = {
      "backend may need more. Exits 0 whenever the service answered, whatever the\n"
      "result; 1 when it refused: an invalid address, a domain without a route, or no\n"
      "probe can start now (busy, or the route's circuit breaker is open).\n"},
+    {"keygen", ctl_cmd_keygen, CTL_O_DIR | CTL_O_FORCE, "keygen NAME [--dir DIR] [--force]",
+     "write a CURVE key pair",
+     "Make a new CURVE key pair called NAME and write it to two files:\n"
+     "  DIR/NAME.key  the secret key file (mode 0600): give it only to the host or\n"
+     "                operator that uses it (mxcached's security.key_file, the policy\n"
+     "                hook's service.key_file, mxcachectl's --key)\n"
+     "  DIR/NAME.pub  the public key (mode 0644): list a client's in the service's\n"
+     "                security.client_keys or admin_keys; give the service's to its\n"
+     "                clients (service.server_key, --server-key)\n"
+     "  --dir DIR     where to write (default: the current directory)\n"
+     "  --force       replace existing files (otherwise an existing file is an error)\n"
+     "NAME: letters, digits, '.', '-' and '_'. Prints the public key. Needs no service.\n"},
     {"help", ctl_help, 0, "help [COMMAND]", "show help", NULL},
 };
 
@@ -281,6 +302,8 @@ static const struct optdef {
     {"dry-run", CTL_O_DRY_RUN, false}, {"yes", CTL_O_YES, false},       {"comment", CTL_O_COMMENT, true},
     {"ttl", CTL_O_TTL, true},         {"helo", CTL_O_HELO, true},       {"client-name", CTL_O_CLIENT_NAME, true},
     {"mx", CTL_O_MX, true},           {"accept-all", CTL_O_ACCEPT_ALL, true},
+    {"key", CTL_O_KEY, true},         {"server-key", CTL_O_SERVER_KEY, true},
+    {"dir", CTL_O_DIR, true},         {"force", CTL_O_FORCE, false},
 };
 
 /* endpoint_ok - whether s looks like an endpoint libmxcache takes; the library checks the rest. */
@@ -325,6 +348,10 @@ static int opt_apply(struct ctl *ctl, const struct optdef *d, const char *v)
     case CTL_O_CLIENT_NAME: ctl->client_name = v; return 0;
     case CTL_O_MX: ctl->mx = v; return 0;
     case CTL_O_ACCEPT_ALL: ctl->accept_all = v; return 0;
+    case CTL_O_KEY: ctl->key = v; return 0;
+    case CTL_O_SERVER_KEY: ctl->server_key = v; return 0;
+    case CTL_O_DIR: ctl->dir = v; return 0;
+    case CTL_O_FORCE: ctl->force = true; return 0;
     case CTL_O_LIMIT: {
         errno = 0;
         unsigned long long n = (*v >= '0' && *v <= '9') ? strtoull(v, &end, 10) : 0;

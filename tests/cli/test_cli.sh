@@ -94,7 +94,7 @@ admin: { list_page_size = 2; list_page_max = 2; flush_batch = 2; };
 metrics: { listen = ""; };
 ${1:-}
 EOF
-    "$MXCACHED" --config "$TMP/mxcached.conf" --foreground 2>>"$TMP/mxcached.log" &
+    "$MXCACHED" --config "$TMP/mxcached.conf" --foreground --allow-root 2>>"$TMP/mxcached.log" &
     PID=$!
     local ready=0 rc
     for _ in $(seq 1 50); do
@@ -202,7 +202,7 @@ EOF
         printf 'request=smtpd_access_policy\nprotocol_state=RCPT\nprotocol_name=ESMTP\n'
         printf 'client_address=%s\nclient_name=unknown\nhelo_name=mail.example.org\n' "$ip"
         printf 'sender=%s\nrecipient=%s\n\n' "$sender" "$r"
-    done | "$POLICY" --config "$TMP/policy.conf" --stdio >"$TMP/stdout" 2>"$TMP/stderr" || rc=$?
+    done | "$POLICY" --config "$TMP/policy.conf" --stdio --allow-root >"$TMP/stdout" 2>"$TMP/stderr" || rc=$?
     grep -v '^$' "$TMP/stdout" | uniq -c | sed -E 's/^ *([0-9]+) /\1 x /' >>"$OUT"
     sed 's/^/stderr: /' "$TMP/stderr" >>"$OUT"
     printf '[exit %d]\n\n' "$rc" >>"$OUT"

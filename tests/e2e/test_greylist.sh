@@ -22,7 +22,7 @@ log: { target = "stderr"; level = "info"; };
 greylist: { delay = "${DELAY}s"; };
 metrics: { listen = "127.0.0.1:$MET"; };
 CF
-e2e_bg mxcached "$MXCACHED" --config "$E2E_DIR/mxcached.conf" --foreground
+e2e_bg mxcached "$MXCACHED" --config "$E2E_DIR/mxcached.conf" --foreground --allow-root
 for n in 1 2; do
     port_var=HOOK$n
     cat >"$E2E_DIR/policy$n.conf" <<CF
@@ -31,7 +31,7 @@ service: { endpoints = ["ipc://$E2E_DIR/mxcached.sock"]; mx_name = "mx$n.test"; 
 log: { target = "stderr"; level = "info"; };
 metrics: { listen = "$([ $n = 1 ] && echo "127.0.0.1:$MET1")"; };
 CF
-    e2e_bg policy$n "$POLICY" --config "$E2E_DIR/policy$n.conf" --foreground
+    e2e_bg policy$n "$POLICY" --config "$E2E_DIR/policy$n.conf" --foreground --allow-root
     e2e_wait_port "${!port_var}"
 done
 e2e_sink "$SINK"

@@ -32,7 +32,7 @@ verify: {
 };
 CF
 e2e_postfix_backend backend "$BACKEND" example.test alice bob
-e2e_bg mxcached "$MXCACHED" --config "$E2E_DIR/mxcached.conf" --foreground
+e2e_bg mxcached "$MXCACHED" --config "$E2E_DIR/mxcached.conf" --foreground --allow-root
 for n in 1 2; do
     port_var=HOOK$n
     cat >"$E2E_DIR/policy$n.conf" <<CF
@@ -41,7 +41,7 @@ service: { endpoints = ["ipc://$E2E_DIR/mxcached.sock"]; mx_name = "mx$n.test"; 
 log: { target = "stderr"; level = "info"; };
 metrics: { listen = ""; };
 CF
-    e2e_bg policy$n "$POLICY" --config "$E2E_DIR/policy$n.conf" --foreground
+    e2e_bg policy$n "$POLICY" --config "$E2E_DIR/policy$n.conf" --foreground --allow-root
     e2e_wait_port "${!port_var}"
 done
 e2e_postfix mx1 "$MX1" "inet:127.0.0.1:$HOOK1" "$BACKEND"

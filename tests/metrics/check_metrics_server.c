@@ -67,7 +67,7 @@ static pid_t spawn(const char *cfg, const char *log, const char *mode)
         int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(fd, 1);
         dup2(fd, 2);
-        execl(bin, "mxcached", "--config", cfg, mode, (char *)NULL);
+        execl(bin, "mxcached", "--config", cfg, mode, "--allow-root", (char *)NULL);
         _exit(127);
     }
     return pid;

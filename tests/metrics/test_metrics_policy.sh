@@ -103,7 +103,7 @@ write_policy_conf "$TMP/policy.conf" "127.0.0.1:$METRICS"
 # ---- helpers ----
 
 start_mxcached() {
-    "$MXCACHED" --config "$TMP/mxcached.conf" --foreground >>"$TMP/mxcached.log" 2>&1 &
+    "$MXCACHED" --config "$TMP/mxcached.conf" --foreground --allow-root >>"$TMP/mxcached.log" 2>&1 &
     MXPID=$!
     for _ in $(seq 1 150); do
         (exec 3<>/dev/tcp/127.0.0.1/"$MXPORT") 2>/dev/null && return 0
@@ -170,7 +170,7 @@ ask() { # ask FD STATE RCPT - sends a request, sets ANSWER
 # ---- the run ----
 
 start_mxcached
-"$POLICY" --config "$TMP/policy.conf" --foreground >>"$TMP/policy.log" 2>&1 &
+"$POLICY" --config "$TMP/policy.conf" --foreground --allow-root >>"$TMP/policy.log" 2>&1 &
 POLPID=$!
 for _ in $(seq 1 150); do
     [ "$(http_code /healthz)" = 200 ] && break
@@ -314,13 +314,13 @@ ok "latency count = sum of requests_total ($total); pings sent: $pings; promtool
 free_port HOOK2
 sed "s/127.0.0.1:$HOOK/127.0.0.1:$HOOK2/" "$TMP/policy.conf" >"$TMP/policy2.conf"
 rc=0
-timeout 20 "$POLICY" --config "$TMP/policy2.conf" --foreground >"$TMP/policy2.log" 2>&1 || rc=$?
+timeout 20 "$POLICY" --config "$TMP/policy2.conf" --foreground --allow-root >"$TMP/policy2.log" 2>&1 || rc=$?
 [ $rc -eq 1 ] || fail "a second hook on metrics port $METRICS exited $rc"
 grep -q "cannot serve metrics on 127.0.0.1:$METRICS" "$TMP/policy2.log" || fail "no clear error: $(cat "$TMP/policy2.log")"
 ok "metrics address in use: exit 1, \"$(grep -m1 -o 'cannot serve metrics[^"]*' "$TMP/policy2.log")\""
 
 # --stdio ignores metrics.listen (the port is taken, yet it answers).
-out=$(request RCPT stdio@example.net | timeout 20 "$POLICY" --config "$TMP/policy.conf" --stdio 2>/dev/null) ||
+out=$(request RCPT stdio@example.net | timeout 20 "$POLICY" --config "$TMP/policy.conf" --stdio --allow-root 2>/dev/null) ||
     fail "--stdio failed"
 [ "$(head -n1 <<<"$out")" = "$ANSWER_SERVICE" ] || fail "--stdio answered '$out'"
 ok "--stdio ignores metrics.listen and answers"

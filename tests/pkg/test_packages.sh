@@ -190,6 +190,33 @@ say "checking the installed configs (--check-config)"
 /usr/sbin/mxcache-policy --check-config --config /etc/mxcache/mxcache-policy.conf >"$TMP/check-policy.log" 2>&1 &&
     ok "mxcache-policy --check-config /etc/mxcache/mxcache-policy.conf" || fail "mxcache-policy --check-config (check-policy.log)"
 
+say "checking CURVE keys with the installed mxcachectl (keygen into /etc/mxcache/keys)"
+[ "$(stat -c '%a %U %G' /etc/mxcache/keys 2>/dev/null)" = "750 root mxcache" ] &&
+    ok "/etc/mxcache/keys is 0750 root:mxcache" || fail "/etc/mxcache/keys: $(stat -c '%a %U %G' /etc/mxcache/keys 2>&1)"
+for k in pkgtest-svc pkgtest-mx; do
+    /usr/bin/mxcachectl keygen "$k" --dir /etc/mxcache/keys >/dev/null 2>"$TMP/keygen.log" &&
+        chgrp mxcache "/etc/mxcache/keys/$k.key" && chmod 640 "/etc/mxcache/keys/$k.key" ||
+        fail "mxcachectl keygen $k (keygen.log)"
+done
+mkdir -p "$TMP/curve" && chmod 755 "$TMP/curve"
+sed -e '/^security = {/,/^};/ s|^  key_file = "";|  key_file = "/etc/mxcache/keys/pkgtest-svc.key";|' \
+    -e 's|^  client_keys = \[ \];|  client_keys = [ "/etc/mxcache/keys/pkgtest-mx.pub" ];|' \
+    /etc/mxcache/mxcached.conf >"$TMP/curve/mxcached.conf"
+sed -e 's|^  server_key = "";|  server_key = "/etc/mxcache/keys/pkgtest-svc.pub";|' \
+    -e 's|^  key_file = "";|  key_file = "/etc/mxcache/keys/pkgtest-mx.key";|' \
+    /etc/mxcache/mxcache-policy.conf >"$TMP/curve/mxcache-policy.conf"
+chmod 644 "$TMP"/curve/*.conf
+for d in mxcached mxcache-policy; do
+    if setpriv --reuid=mxcache --regid=mxcache --init-groups -- "/usr/sbin/$d" --check-config \
+        --config "$TMP/curve/$d.conf" >"$TMP/check-curve-$d.log" 2>&1 &&
+        grep -q "/etc/mxcache/keys/pkgtest-" "$TMP/curve/$d.conf"; then
+        ok "$d --check-config as mxcache with CURVE keys in /etc/mxcache/keys (0640 root:mxcache)"
+    else
+        fail "$d --check-config with CURVE keys (check-curve-$d.log)"
+    fi
+done
+rm -f /etc/mxcache/keys/pkgtest-*
+
 say "checking the installed units (systemd-analyze verify)"
 for u in mxcached mxcache-policy; do
     if systemd-analyze verify "/lib/systemd/system/$u.service" >"$TMP/verify-$u.log" 2>&1 && ! [ -s "$TMP/verify-$u.log" ]; then

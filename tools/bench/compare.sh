@@ -177,7 +177,7 @@ log = { level = "notice"; target = "stderr"; };
 metrics = { listen = ""; };
 greylist = { delay = "${DELAY}s"; };
 EOF
-(cd "$TMP" && exec "$MXCACHED" --config "$TMP/mxcached.conf" --foreground) >"$TMP/mxcached.log" 2>&1 &
+(cd "$TMP" && exec "$MXCACHED" --config "$TMP/mxcached.conf" --foreground --allow-root) >"$TMP/mxcached.log" 2>&1 &
 PIDS+=($!); NAMES+=(mxcached)
 MX_PID=$!
 
@@ -187,7 +187,7 @@ service = { endpoints = [ "ipc://$TMP/mxcached.sock" ]; };
 log = { level = "notice"; target = "stderr"; };
 metrics = { listen = ""; };
 EOF
-(cd "$TMP" && exec "$POLICY" --config "$TMP/mxcache-policy.conf" --foreground) >"$TMP/mxcache-policy.log" 2>&1 &
+(cd "$TMP" && exec "$POLICY" --config "$TMP/mxcache-policy.conf" --foreground --allow-root) >"$TMP/mxcache-policy.log" 2>&1 &
 PIDS+=($!); NAMES+=(mxcache-policy)
 MP_PID=$!
 

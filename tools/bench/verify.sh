@@ -138,7 +138,7 @@ verify = {
                max_sessions = 16; session_probes = 1000; probes_per_second = 0; } );
 };
 EOF
-(cd "$TMP" && exec "$MXCACHED" --config "$TMP/mxcached.conf" --foreground) >"$TMP/mxcached.log" 2>&1 &
+(cd "$TMP" && exec "$MXCACHED" --config "$TMP/mxcached.conf" --foreground --allow-root) >"$TMP/mxcached.log" 2>&1 &
 PIDS+=($!); NAMES+=(mxcached)
 MX_PID=$!
 for _ in $(seq 1 150); do
