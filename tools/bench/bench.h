@@ -127,6 +127,8 @@ struct bench_opts {
     uint64_t nonce;           /* makes this run's new triplets differ from every other run's */
     bool json;
     long server_pid;          /* 0: not given */
+    bool echo;                /* zmq: the server echoes each request (mxbench-echo): a reply
+                               * counts when it carries a waiting id; no setup request */
 };
 
 /* ---- bench_hist.c: log-linear latency histogram (HdrHistogram-like) ----

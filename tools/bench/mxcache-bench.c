@@ -105,6 +105,9 @@ static const char usage_text[] =
     "                       100000, 1-16000000); verify-hit: each is probed once by the prewarm\n"
     "  --server-pid PID     report the service's peak RSS (VmHWM of /proc/PID/status)\n"
     "  --json               also print the result as one JSON line\n"
+    "  --echo               zmq: the server is the reference echo (mxbench-echo), which sends\n"
+    "                       each request back: any reply with a waiting id counts; the\n"
+    "                       workload only shapes the requests (check-hit: a Check)\n"
     "  --help               this text\n"
     "\n"
     "Exit status: 0 done, 1 failure, 2 usage error, 3 no reply within 5 s at the start.\n";
@@ -282,6 +285,7 @@ enum {
     OPT_KEYS,
     OPT_SERVER_PID,
     OPT_JSON,
+    OPT_ECHO,
     OPT_HELP,
     OPT_PROTOCOL,
     OPT_NEW_RATIO,
@@ -306,6 +310,7 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         {"keys", required_argument, NULL, OPT_KEYS},
         {"server-pid", required_argument, NULL, OPT_SERVER_PID},
         {"json", no_argument, NULL, OPT_JSON},
+        {"echo", no_argument, NULL, OPT_ECHO},
         {"protocol", required_argument, NULL, OPT_PROTOCOL},
         {"new-ratio", required_argument, NULL, OPT_NEW_RATIO},
         {"prewarm", no_argument, NULL, OPT_PREWARM},
@@ -420,6 +425,9 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
         case OPT_JSON:
             o->json = true;
             break;
+        case OPT_ECHO:
+            o->echo = true;
+            break;
         case OPT_HELP:
             fputs(usage_text, stdout);
             return BENCH_EXIT_OK;
@@ -445,6 +453,8 @@ static int parse_args(int argc, char **argv, struct bench_opts *o)
             return usage_error(
                 "--inflight: at most 64 requests are pipelined with --protocol policy%s", "");
     }
+    if (o->echo && (o->protocol != BENCH_PROTO_ZMQ || o->prewarm || bench_is_verify(o->workload)))
+        return usage_error("--echo goes with --protocol zmq, without --prewarm or verify-*%s", "");
     if (o->workload != BENCH_TRIPLETS && (ratio_set || o->prewarm))
         return usage_error("--new-ratio and --prewarm go with --workload triplets%s", "");
     if (!bench_is_verify(o->workload) && domain_set)
