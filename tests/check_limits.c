@@ -53,7 +53,6 @@
 #define ANSWER_MS 5000      /* a ping that must be answered */
 #define SILENCE_MS 1000     /* how long a refused client waits for the answer that must not come */
 #define SETTLE_MS 8000      /* a count on /metrics that must move after a connect or a close */
-#define HTTP_MS 5000        /* one HTTP exchange with /metrics */
 #define POLL_MS 25          /* between two looks */
 #define START_TRIES 3       /* daemon starts when the free port was taken meanwhile */
 #define VERIFY_WAIT_MS 3000 /* verify.wait of the tarpit test */
@@ -158,62 +157,6 @@ static void cleanup_strays(void)
 }
 
 /* ---- HTTP and /metrics ---- */
-
-/* http_get - GET path from 127.0.0.1:port with a plain socket (HTTP/1.0, the server closes).
- * Returns the status (0: no connection or no answer within HTTP_MS) and the body in *body
- * (malloc'd, "" when none). */
-static int http_get(unsigned port, const char *path, char **body)
-{
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    struct timeval tv = {.tv_sec = HTTP_MS / 1000, .tv_usec = (HTTP_MS % 1000) * 1000};
-    long deadline = test_now_ms() + HTTP_MS;
-    size_t len = 0, cap = 65536;
-    char *buf = malloc(cap), req[256];
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), status = 0;
-
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_int_ge(fd, 0);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    int n = snprintf(req, sizeof req, "GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", path);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) == 0 && send(fd, req, (size_t)n, MSG_NOSIGNAL) == n) {
-        while (test_now_ms() < deadline) {
-            if (cap - len < 4096) {
-                char *p = realloc(buf, cap *= 2);
-                ck_assert_ptr_nonnull(p);
-                buf = p;
-            }
-            ssize_t got = recv(fd, buf + len, cap - len - 1, 0);
-            if (got < 0 && errno == EINTR)
-                continue;
-            if (got <= 0)
-                break;
-            len += (size_t)got;
-        }
-    }
-    close(fd);
-    buf[len] = '\0';
-    char *head_end = strstr(buf, "\r\n\r\n");
-    if (head_end && sscanf(buf, "HTTP/%*d.%*d %d", &status) != 1)
-        status = 0;
-    *body = strdup(head_end ? head_end + 4 : "");
-    ck_assert_ptr_nonnull(*body);
-    free(buf);
-    return head_end ? status : 0;
-}
-
-/* sample - the value of series (a metric name with its labels, as written) in a scrape; NAN
- * when the scrape has no such sample. */
-static double sample(const char *text, const char *series)
-{
-    size_t n = strlen(series);
-
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    return NAN;
-}
 
 /* ---- one mxcached ---- */
 
@@ -367,7 +310,7 @@ static bool wait_ready(struct daemon *d)
         }
         if (d->http_port) {
             char *body;
-            int st = http_get(d->http_port, "/readyz", &body);
+            int st = test_http_get(d->http_port, "/readyz", &body);
             free(body);
             if (st == 200)
                 return true;
@@ -430,7 +373,7 @@ static void daemon_stop(struct daemon *d)
 static char *scrape(const struct daemon *d)
 {
     char *body;
-    int st = http_get(d->http_port, "/metrics", &body);
+    int st = test_http_get(d->http_port, "/metrics", &body);
 
     ck_assert_msg(st == 200, "GET /metrics: status %d", st);
     return body;
@@ -440,7 +383,7 @@ static char *scrape(const struct daemon *d)
 static double metric(const struct daemon *d, const char *series)
 {
     char *text = scrape(d);
-    double v = sample(text, series);
+    double v = test_metric_sample(text, series);
 
     ck_assert_msg(!isnan(v), "no sample %s on /metrics:\n%s", series, text);
     free(text);

@@ -160,24 +160,10 @@ static void teardown(void)
 
 /* ---- HTTP and the scrape ---- */
 
-/* http_get - GET path on the daemon's endpoint with curl: the status (0: no connection) and the
- * body in *body (malloc'd, NUL-terminated). */
+/* http_get - GET path on the daemon's endpoint. */
 static int http_get(const char *path, char **body)
 {
-    char cmd[512], out[300];
-    int status = 0;
-
-    snprintf(out, sizeof out, "%s/http.out", dir);
-    snprintf(cmd, sizeof cmd, "curl -s --max-time 5 -o '%s' -w '%%{http_code}' 'http://127.0.0.1:%u%s'",
-             out, http_port, path);
-    unlink(out);
-    FILE *p = popen(cmd, "r");
-    ck_assert_ptr_nonnull(p);
-    if (fscanf(p, "%d", &status) != 1)
-        status = 0;
-    pclose(p);
-    *body = test_file_text(out);
-    return status;
+    return test_http_get(http_port, path, body);
 }
 
 static char *scrape(void)
@@ -192,12 +178,9 @@ static char *scrape(void)
  * fails the test when it is not there. */
 static double value(const char *text, const char *series)
 {
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (strncmp(p, series, n) == 0 && p[n] == ' ')
-            return strtod(p + n + 1, NULL);
-    ck_abort_msg("no sample %s in the scrape:\n%s", series, text);
-    return NAN;
+    double v = test_metric_sample(text, series);
+    ck_assert_msg(!isnan(v), "no sample %s in the scrape:\n%s", series, text);
+    return v;
 }
 
 /* delta - how much series grew from before to after. */
