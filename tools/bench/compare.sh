@@ -95,17 +95,7 @@ trap 'exit 1' INT TERM HUP
 
 # ---- 1. packages and build ----
 
-if ! command -v postgrey >/dev/null 2>&1; then
-    log "installing postgrey (its system instance is kept from starting)"
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-        $SUDO chmod +x /usr/sbin/policy-rc.d
-        GUARD=1
-    fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends postgrey >/dev/null
-    [ "$GUARD" -eq 0 ] || { $SUDO rm -f /usr/sbin/policy-rc.d; GUARD=0; }
-fi
+command -v postgrey >/dev/null 2>&1 || install_guarded postgrey
 command -v ss >/dev/null || { log "ss (iproute2) is missing"; exit 1; }
 
 log "building in $BUILD (RelWithDebInfo)"
@@ -124,37 +114,6 @@ POLICY=$BUILD/client/mxcache-policy
 
 TMP=$(mktemp -d /tmp/mxcache-compare.XXXXXX)
 chmod 755 "$TMP"
-
-# free_port - a TCP port on 127.0.0.1 that nothing listens on (and that no earlier call gave).
-USED_PORTS=" "
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 30000))
-        [[ $USED_PORTS == *" $p "* ]] && continue
-        if ! ss -Hltn "sport = :$p" | grep -q .; then
-            USED_PORTS+="$p "
-            echo "$p"
-            return 0
-        fi
-    done
-    log "no free port found"
-    return 1
-}
-
-# wait_tcp NAME PID PORT - until PORT accepts connections (15 s at most) and PID is alive.
-wait_tcp() {
-    local name=$1 pid=$2 port=$3
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || { log "$name exited; its log:"; tail -20 "$TMP/$name.log" >&2; return 1; }
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "$name does not listen on 127.0.0.1:$port after 15 s"
-    return 1
-}
 
 PG_PORT=$(free_port)
 MP_PORT=$(free_port)

@@ -108,17 +108,7 @@ PKGS=()
 command -v redis-server >/dev/null 2>&1 || PKGS+=(redis-server)
 command -v redis-benchmark >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1 || PKGS+=(redis-tools)
 command -v postgrey >/dev/null 2>&1 || PKGS+=(postgrey)
-if [ ${#PKGS[@]} -gt 0 ]; then
-    log "installing ${PKGS[*]} (their system instances are kept from starting)"
-    if [ ! -e /usr/sbin/policy-rc.d ]; then
-        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
-        $SUDO chmod +x /usr/sbin/policy-rc.d
-        GUARD=1
-    fi
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${PKGS[@]}" >/dev/null
-    [ "$GUARD" -eq 0 ] || { $SUDO rm -f /usr/sbin/policy-rc.d; GUARD=0; }
-fi
+[ ${#PKGS[@]} -eq 0 ] || install_guarded "${PKGS[@]}"
 command -v ss >/dev/null || { log "ss (iproute2) is missing"; exit 1; }
 
 BENCH=$BUILD/tools/bench/mxcache-bench
@@ -145,50 +135,6 @@ done
 TMP=$(mktemp -d /tmp/mxcache-refs.XXXXXX)
 chmod 755 "$TMP"
 
-# free_port - a TCP port on 127.0.0.1 that nothing listens on (and that no earlier call gave).
-USED_PORTS=" "
-free_port() {
-    local p
-    for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 30000))
-        [[ $USED_PORTS == *" $p "* ]] && continue
-        if ! ss -Hltn "sport = :$p" | grep -q .; then
-            USED_PORTS+="$p "
-            echo "$p"
-            return 0
-        fi
-    done
-    log "no free port found"
-    return 1
-}
-
-# wait_tcp NAME PID PORT - until PORT accepts connections (15 s at most) and PID is alive.
-wait_tcp() {
-    local name=$1 pid=$2 port=$3
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || { log "$name exited; its log:"; tail -20 "$TMP/$name.log" >&2; return 1; }
-        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            return 0
-        fi
-        sleep 0.1
-    done
-    log "$name does not listen on 127.0.0.1:$port after 15 s"
-    return 1
-}
-
-# wait_sock NAME PID PATH - until the ipc socket PATH exists (15 s at most) and PID is alive.
-wait_sock() {
-    local name=$1 pid=$2 path=$3
-    for _ in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || break
-        [ -S "$path" ] && return 0
-        sleep 0.1
-    done
-    log "$name did not start; its log:"
-    tail -20 "$TMP/$name.log" >&2
-    return 1
-}
-
 # start NAME CMD... - CMD in the background in $TMP, output to $TMP/NAME.log; its PID in LAST.
 start() {
     local name=$1; shift
@@ -198,16 +144,7 @@ start() {
 }
 
 # Backend of the verification routes (as verify.sh).
-printf '# refs.sh: every recipient exists\nrcpt * 250 2.1.5 Ok\n' >"$TMP/smtpd.script"
-start mxtest-smtpd "$SMTPD" --listen 127.0.0.1:0 --script "$TMP/smtpd.script" --log /dev/null --port-file "$TMP/smtpd.port"
-SMTPD_PID=$LAST
-for _ in $(seq 1 100); do
-    [ -s "$TMP/smtpd.port" ] && break
-    kill -0 "$SMTPD_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[ -s "$TMP/smtpd.port" ] || { log "mxtest-smtpd did not start; its output:"; tail -20 "$TMP/mxtest-smtpd.log" >&2; exit 1; }
-SMTP_PORT=$(cat "$TMP/smtpd.port")
+start_backend "$SMTPD"
 
 cat >"$TMP/grey.conf" <<EOF
 # refs.sh: mxcached with greylisting (short delay), no metrics, no decision log.

@@ -110,18 +110,7 @@ done
 
 TMP=$(mktemp -d /tmp/mxcache-verify.XXXXXX)
 
-printf '# verify.sh: every recipient exists\nrcpt * 250 2.1.5 Ok\n' >"$TMP/smtpd.script"
-"$SMTPD" --listen 127.0.0.1:0 --script "$TMP/smtpd.script" --log /dev/null --port-file "$TMP/smtpd.port" \
-    >"$TMP/smtpd.out" 2>&1 &
-PIDS+=($!); NAMES+=(mxtest-smtpd)
-SMTPD_PID=$!
-for _ in $(seq 1 100); do
-    [ -s "$TMP/smtpd.port" ] && break
-    kill -0 "$SMTPD_PID" 2>/dev/null || break
-    sleep 0.1
-done
-[ -s "$TMP/smtpd.port" ] || { log "mxtest-smtpd did not start; its output:"; tail -20 "$TMP/smtpd.out" >&2; exit 1; }
-SMTP_PORT=$(cat "$TMP/smtpd.port")
+start_backend "$SMTPD"
 
 cat >"$TMP/mxcached.conf" <<EOF
 # verify.sh: the defaults but for where it listens (no metrics endpoint), stores and logs, greylisting off, and one
@@ -141,16 +130,7 @@ EOF
 (cd "$TMP" && exec "$MXCACHED" --config "$TMP/mxcached.conf" --foreground --allow-root) >"$TMP/mxcached.log" 2>&1 &
 PIDS+=($!); NAMES+=(mxcached)
 MX_PID=$!
-for _ in $(seq 1 150); do
-    [ -S "$TMP/mxcached.sock" ] && break
-    kill -0 "$MX_PID" 2>/dev/null || break
-    sleep 0.1
-done
-if ! kill -0 "$MX_PID" 2>/dev/null || [ ! -S "$TMP/mxcached.sock" ]; then
-    log "mxcached did not start; its log:"
-    tail -20 "$TMP/mxcached.log" >&2
-    exit 1
-fi
+wait_sock mxcached "$MX_PID" "$TMP/mxcached.sock"
 MX_EP=ipc://$TMP/mxcached.sock
 log "mxtest-smtpd pid $SMTPD_PID on 127.0.0.1:$SMTP_PORT, mxcached pid $MX_PID on $MX_EP"
 
