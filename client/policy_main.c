@@ -152,10 +152,14 @@ int main(int argc, char **argv)
     memset(&curve, 0, sizeof curve);
     if (cf->key_file[0]) {
         struct keyfile kf;
-        if (keyfile_read(cf->key_file, true, &kf, err, sizeof err) != MXC_OK ||
-            keyfile_public(cf->server_key, curve.server_key, NULL, 0, err, sizeof err) != MXC_OK) {
-            fprintf(stderr, "mxcache-policy: service.%s: %s\n",
-                    kf.secret_key[0] ? "server_key" : "key_file", err);
+        const char *setting = "key_file";
+        int rc = keyfile_read(cf->key_file, true, &kf, err, sizeof err);
+        if (rc == MXC_OK) {
+            setting = "server_key";
+            rc = keyfile_public(cf->server_key, curve.server_key, NULL, 0, err, sizeof err);
+        }
+        if (rc != MXC_OK) {
+            fprintf(stderr, "mxcache-policy: service.%s: %s\n", setting, err);
             memset(&kf, 0, sizeof kf);
             policy_conf_free(cf);
             return 1;

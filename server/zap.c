@@ -210,12 +210,14 @@ static const char *decide(struct zap *z, const char *mechanism, const char *addr
     canon_addr(address, addr);
     if (strcmp(mechanism, "CURVE") == 0 && credlen == 32)
         zmq_z85_encode(key, cred, 32);
-    if (!auth_address_allowed(a, strcmp(addr, ZAP_LOCAL) == 0 ? "" : addr)) {
+    const struct auth_key *k = a->curve ? auth_find(a, key) : NULL;
+    bool local = strcmp(addr, ZAP_LOCAL) == 0;
+    if (!auth_address_allowed(a, local ? "" : addr)) {
         code = "400";
         *text = "address not allowed";
         ctr_add(&z->ctr, CTR_AUTH_DENIED_ADDRESS, 1);
         log_denial(z, "result=denied reason=address address=%s mechanism=%s", addr, mechanism);
-    } else if (a->curve && (!key[0] || !auth_find(a, key))) {
+    } else if (a->curve && !k) {
         code = "400";
         *text = "unknown key";
         ctr_add(&z->ctr, CTR_AUTH_DENIED_KEY, 1);
@@ -227,8 +229,7 @@ static const char *decide(struct zap *z, const char *mechanism, const char *addr
         ctr_add(&z->ctr, CTR_LIMIT_CONNECTIONS, 1);
         log_denial(z, "result=denied reason=max_connections address=%s open=%llu", addr,
                    (unsigned long long)z->open);
-    } else if (strcmp(addr, ZAP_LOCAL) != 0 &&
-               addr_count(z, addr) > (uint64_t)cfg->max_connections_per_client) {
+    } else if (!local && addr_count(z, addr) > (uint64_t)cfg->max_connections_per_client) {
         /* ipc clients are local processes of the service host, each one a "client" of its own
          * that an address cannot tell apart: only max_connections bounds them. */
         code = "400";
@@ -236,8 +237,7 @@ static const char *decide(struct zap *z, const char *mechanism, const char *addr
         ctr_add(&z->ctr, CTR_LIMIT_CONNECTIONS_CLIENT, 1);
         log_denial(z, "result=denied reason=max_connections_per_client address=%s open=%llu", addr,
                    (unsigned long long)addr_count(z, addr));
-    } else if (a->curve) {
-        const struct auth_key *k = auth_find(a, key);
+    } else if (k) {
         snprintf(user, userlen, "%s", key);
         log_msg(LOG_DEBUG, "AUTH", "result=ok name=%s admin=%s address=%s", k->name,
                 k->admin ? "yes" : "no", addr);
