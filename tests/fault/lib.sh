@@ -120,6 +120,15 @@ CF
     e2e_wait_port "$2"
 }
 
+# fault_stop_pair - stops the hook and mxcached of fault_start_pair by PID; each must exit 0.
+fault_stop_pair() {
+    local rc=0
+    fault_stop policy || rc=$?
+    [ $rc -eq 0 ] || fault_fail "mxcache-policy exited with $rc on SIGTERM"
+    fault_stop mxcached 20 || rc=$?
+    [ $rc -eq 0 ] || fault_fail "mxcached exited with $rc on SIGTERM"
+}
+
 # fault_ctl ENDPOINT ARGS... - mxcachectl against ENDPOINT with a bounded wait.
 fault_ctl() {
     local ep=$1; shift

@@ -216,9 +216,5 @@ check_negatives() {
 fault_check 9 "the only negative answer cached is the backend's own 550" check_negatives
 
 fault_running mxcached || fault_fail "mxcached died"
-rc=0
-fault_stop policy || rc=$?
-[ $rc -eq 0 ] || fault_fail "mxcache-policy exited with $rc on SIGTERM"
-fault_stop mxcached 20 || rc=$?
-[ $rc -eq 0 ] || fault_fail "mxcached exited with $rc on SIGTERM"
+fault_stop_pair
 fault_done

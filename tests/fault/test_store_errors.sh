@@ -188,9 +188,5 @@ check_start_ro() {
 }
 fault_check 7 "a start on a read-only store exits 1 with a FATAL line; the hook answers 451 meanwhile" check_start_ro
 
-rc=0
-fault_stop policy || rc=$?
-[ $rc -eq 0 ] || fault_fail "mxcache-policy exited with $rc on SIGTERM"
-fault_stop mxcached 20 || rc=$?
-[ $rc -eq 0 ] || fault_fail "mxcached exited with $rc on SIGTERM"
+fault_stop_pair
 fault_done
